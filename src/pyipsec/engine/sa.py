@@ -1,0 +1,630 @@
+"""An ESP Security Association (RFC 4303): encapsulate and decapsulate packets.
+
+One object per SA holds the algorithm contexts (built once), the outbound sequence
+number, the inbound replay window and the counters. The per-packet paths use
+precompiled structs and build no objects beyond the output bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pyipsec.crypto.algorithms import EncAlgorithm, IntegAlgorithm, enc_by_name, integ_by_name
+from pyipsec.crypto.esp_cipher import Buffer, CbcHmacEspCipher, make_esp_cipher
+from pyipsec.engine.lifetime import Lifetime
+from pyipsec.engine.replay import ReplayWindow
+from pyipsec.errors import ConfigError, PacketDropped, ParseError, Reason, SequenceExhausted
+from pyipsec.wire.esp import ESP_HEADER, NEXT_HEADER_NONE, PAD_BYTES, trailer
+from pyipsec.wire.ip import (
+    IPPROTO_ESP,
+    IPPROTO_FRAGMENT,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4_HEADER,
+    internet_checksum,
+    transport_checksum,
+)
+from pyipsec.wire.udpencap import UDP_HEADER, udp_checksum
+
+Address = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
+Mode = Literal["tunnel", "transport"]
+
+_IPV6_FIRST = struct.Struct("!IHBB")
+_OUTER_TTL = 64
+_M32 = 0xFFFFFFFF
+# IPv6 headers that stay in front of ESP in transport mode (RFC 4303 §3.1.1).
+_FRONT_EXT = frozenset((0, 43, 44))
+
+
+@dataclass(slots=True)
+class SaCounters:
+    """Per-SA statistics. ``bytes`` counts payload: the inner packet in tunnel mode,
+    the upper-layer data in transport mode, as the kernel's ``curlft.bytes``."""
+
+    packets: int = 0
+    bytes: int = 0
+    replay: int = 0  # replayed or too old, dropped
+    integrity_failed: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+def _drop(counters: SaCounters, reason: str) -> None:
+    counters.drops[reason] = counters.drops.get(reason, 0) + 1
+
+
+def _parse_addr(value: Address, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        if isinstance(value, bytes):
+            if len(value) == 4:
+                return ipaddress.IPv4Address(value)
+            if len(value) == 16:
+                return ipaddress.IPv6Address(value)
+            raise ValueError
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{what} is not an IPv4 or IPv6 address: {value!r}") from None
+
+
+def _fold_not(s: int) -> int:
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class SecurityAssociation:
+    """An ESP SA in tunnel or transport mode, optionally UDP-encapsulated (RFC 3948).
+
+    ``encapsulate(packet)`` takes an IP packet and returns the outer packet
+    (IP[/UDP]/ESP); ``decapsulate(outer)`` does the reverse, raising ``PacketDropped``
+    with a ``Reason`` for any packet it refuses (and counting it in
+    ``counters.drops``). ``esp_encrypt``/``esp_decrypt`` do the same without outer
+    headers, for sockets that add or strip them.
+
+    Tunnel mode: the outer header goes from ``src`` to ``dst``, TTL/hop limit 64, DSCP
+    and ECN copied from the inner packet (RFC 6040 normal mode), DF copied from an
+    IPv4 inner packet and set for IPv6 inner packets (which routers never fragment).
+    The inner TTL is left alone. Decapsulation returns the inner packet byte for byte,
+    except for the ECN field where RFC 6040 §4.2 says to change it (outer CE marks an
+    ECN-capable inner packet CE; outer ECT(1) turns inner ECT(0) into ECT(1)); outer CE
+    over a Not-ECT inner packet is dropped (IN_STATE_MODE_ERROR). TFC padding
+    (``tfc_pad``, RFC 4303 §2.7) pads inner packets up to that size; the receiver
+    strips it using the inner IP length.
+
+    Transport mode: ESP goes after the IPv4 header (options kept) or after the IPv6
+    hop-by-hop, routing and fragment headers; decapsulation restores the packet byte
+    for byte, except that with UDP encapsulation the TCP/UDP checksum is recomputed
+    over the received addresses, which a NAT may have changed (RFC 3948 §3.1.2).
+    Fragments are refused in transport mode (ESP protects whole datagrams, §3.3).
+
+    The SA does not enforce lifetimes (``soft``/``hard``): the engine does, from
+    ``counters``.
+    """
+
+    __slots__ = (
+        "_align",
+        "_base_sum",
+        "_cbc",
+        "_cipher",
+        "_esp_fixed",
+        "_ident",
+        "_min_esp",
+        "_outer_proto",
+        "_pair",
+        "_seq_max",
+        "_tunnel",
+        "counters",
+        "dst",
+        "dst_packed",
+        "enc",
+        "enc_alg",
+        "encap",
+        "esn",
+        "family",
+        "hard",
+        "integ",
+        "integ_alg",
+        "mode",
+        "overhead",
+        "proto",
+        "replay",
+        "replay_window",
+        "reqid",
+        "seq_out",
+        "soft",
+        "spi",
+        "src",
+        "src_packed",
+        "tfc_pad",
+    )
+
+    def __init__(
+        self,
+        spi: int,
+        src: Address,
+        dst: Address,
+        mode: Mode = "tunnel",
+        enc: str = "aes128gcm16",
+        enc_key: bytes = b"",
+        integ: str | None = None,
+        integ_key: bytes = b"",
+        esn: bool = False,
+        replay_window: int = 1024,
+        encap: tuple[int, int] | None = None,
+        reqid: int = 0,
+        *,
+        soft: Lifetime | None = None,
+        hard: Lifetime | None = None,
+        tfc_pad: int = 0,
+    ) -> None:
+        if isinstance(spi, bool) or not isinstance(spi, int) or not 0 < spi <= _M32:
+            raise ConfigError("spi must be an int in 1..2^32-1 (0 is reserved, RFC 4303 §2.1)")
+        if mode not in ("tunnel", "transport"):
+            raise ConfigError(f"mode must be 'tunnel' or 'transport', not {mode!r}")
+        self.src = _parse_addr(src, "src")
+        self.dst = _parse_addr(dst, "dst")
+        if self.src.version != self.dst.version:
+            raise ConfigError("src and dst must be of the same address family")
+        if encap is not None and (
+            not isinstance(encap, tuple)
+            or len(encap) != 2
+            or not all(isinstance(p, int) and 0 < p <= 0xFFFF for p in encap)
+        ):
+            raise ConfigError("encap must be None or a (sport, dport) pair of UDP ports")
+        if isinstance(reqid, bool) or not isinstance(reqid, int) or not 0 <= reqid <= _M32:
+            raise ConfigError("reqid must be an int in 0..2^32-1")
+        if isinstance(tfc_pad, bool) or not isinstance(tfc_pad, int) or not 0 <= tfc_pad <= 0xFFFF:
+            raise ConfigError("tfc_pad must be an int in 0..65535")
+        soft = Lifetime() if soft is None else soft
+        hard = Lifetime() if hard is None else hard
+        if not isinstance(soft, Lifetime) or not isinstance(hard, Lifetime):
+            raise ConfigError("soft and hard must be Lifetime objects")
+        enc_alg: EncAlgorithm = enc_by_name(enc)
+        integ_alg: IntegAlgorithm | None = None if integ is None else integ_by_name(integ)
+        self._cipher = make_esp_cipher(enc_alg, enc_key, integ_alg, integ_key, bool(esn))
+        self.replay = ReplayWindow(replay_window, esn=bool(esn))
+
+        self.spi = spi
+        self.mode: Mode = mode
+        self.proto = "esp"
+        self.family = self.src.version
+        self.src_packed = self.src.packed
+        self.dst_packed = self.dst.packed
+        self.enc = enc_alg.name
+        self.integ = None if integ_alg is None else integ_alg.name
+        self.enc_alg = enc_alg
+        self.integ_alg = integ_alg
+        self.esn = bool(esn)
+        self.replay_window = replay_window
+        self.encap = encap
+        self.reqid = reqid
+        self.soft = soft
+        self.hard = hard
+        self.tfc_pad = tfc_pad
+        self.seq_out = 0
+        self.counters = SaCounters()
+
+        c = self._cipher
+        self._tunnel = mode == "tunnel"
+        self._cbc = isinstance(c, CbcHmacEspCipher)
+        self._align = c.block_size
+        self._seq_max = (1 << 64) - 1 if esn else _M32
+        self._esp_fixed = 8 + c.iv_size + c.icv_size
+        self._min_esp = self._esp_fixed + max(c.block_size, 4) if self._cbc else self._esp_fixed + 2
+        self._outer_proto = IPPROTO_UDP if encap else IPPROTO_ESP
+        self._pair = self.src_packed + self.dst_packed
+        self._ident = 0
+        # IPv4 outer header: sum of the words that never change (RFC 1071 sums commute).
+        self._base_sum = 0x4500 + (_OUTER_TTL << 8 | self._outer_proto)
+        if self.family == 4:
+            self._base_sum += sum(struct.unpack("!4H", self._pair))
+        udp = 8 if encap else 0
+        outer_ip = (20 if self.family == 4 else 40) if self._tunnel else 0
+        self.overhead = outer_ip + udp + self._esp_fixed + (self._align - 1) + 2
+
+    def __repr__(self) -> str:
+        return (
+            f"SecurityAssociation(spi=0x{self.spi:08x}, src={self.src}, dst={self.dst}, "
+            f"mode={self.mode!r}, enc={self.enc!r}, integ={self.integ!r}, esn={self.esn}, "
+            f"encap={self.encap})"
+        )
+
+    def max_inner_size(self, outer_mtu: int) -> int:
+        """Largest inner packet whose encapsulated packet fits in ``outer_mtu`` bytes."""
+        fixed = self.overhead - (self._align - 1) - 2
+        avail = outer_mtu - fixed
+        return max(0, (avail // self._align) * self._align - 2)
+
+    # --- outbound -------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        seq = self.seq_out + 1
+        if seq > self._seq_max:
+            # RFC 4303 §3.3.3: never cycle; the SA must be replaced.
+            _drop(self.counters, Reason.OUT_STATE_SEQ_ERROR)
+            raise SequenceExhausted(f"SA 0x{self.spi:08x} used its last sequence number")
+        self.seq_out = seq
+        return seq
+
+    def _refuse(self, reason: str, detail: str) -> PacketDropped:
+        _drop(self.counters, reason)
+        return PacketDropped(reason, detail)
+
+    def esp_encrypt(self, payload: Buffer, next_header: int) -> bytes:
+        """ESP packet (header, IV, ciphertext, ICV) carrying ``payload``."""
+        if not 0 <= next_header <= 255:
+            raise ValueError("next_header must be 0..255")
+        n = len(payload)
+        seq = self._next_seq()
+        if self._tunnel and self.tfc_pad > n and next_header in (IPPROTO_IPIP, IPPROTO_IPV6):
+            payload = bytes(payload) + bytes(self.tfc_pad - n)
+        pt = b"".join((payload, trailer(len(payload), next_header, self._align)))
+        out = self._cipher.encrypt(b"", self.spi, seq, pt)
+        self.counters.packets += 1
+        self.counters.bytes += n
+        return out
+
+    def encapsulate(self, packet: Buffer) -> bytes:
+        """The outer packet (IP[/UDP]/ESP) protecting the IP packet ``packet``."""
+        if self._tunnel:
+            return self._encap_tunnel(packet)
+        return self._encap_transport(packet)
+
+    def _encap_tunnel(self, packet: Buffer) -> bytes:
+        n = len(packet)
+        b0 = packet[0] if n else 0
+        v = b0 >> 4
+        if v == 4 and n >= 20:
+            nh = IPPROTO_IPIP
+            tos = packet[1]
+            df = packet[6] & 0x40
+            flow = 0
+        elif v == 6 and n >= 40:
+            nh = IPPROTO_IPV6
+            tos = (b0 & 15) << 4 | packet[1] >> 4
+            df = 0x40
+            flow = (packet[1] & 15) << 16 | packet[2] << 8 | packet[3]
+        else:
+            raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "not an IPv4 or IPv6 packet")
+        seq = self._next_seq()
+        payload: Buffer = packet
+        if self.tfc_pad > n:
+            payload = b"".join((packet, bytes(self.tfc_pad - n)))
+        pt = b"".join((payload, trailer(len(payload), nh, self._align)))
+        esp_len = self._esp_fixed + len(pt)
+        encap = self.encap
+        if self.family == 4:
+            total = 20 + esp_len + (8 if encap else 0)
+            if total > 0xFFFF:
+                raise self._refuse(Reason.OUT_ERROR, "outer packet longer than 65535 bytes")
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            flags = df << 8
+            csum = _fold_not(self._base_sum + tos + total + ident + flags)
+            prefix = IPV4_HEADER.pack(
+                0x45, tos, total, ident, flags, _OUTER_TTL, self._outer_proto, csum,
+                self.src_packed, self.dst_packed,
+            )  # fmt: skip
+            if encap:
+                prefix += UDP_HEADER.pack(encap[0], encap[1], 8 + esp_len, 0)
+            out = self._cipher.encrypt(prefix, self.spi, seq, pt)
+        else:
+            word = 0x60000000 | tos << 20 | flow
+            if encap:
+                esp = self._cipher.encrypt(b"", self.spi, seq, pt)
+                # RFC 8200 §8.1: no zero UDP checksum over IPv6.
+                csum = udp_checksum(self.src_packed, self.dst_packed, encap[0], encap[1], esp)
+                out = b"".join((
+                    _IPV6_FIRST.pack(word, 8 + esp_len, IPPROTO_UDP, _OUTER_TTL),
+                    self._pair,
+                    UDP_HEADER.pack(encap[0], encap[1], 8 + esp_len, csum),
+                    esp,
+                ))  # fmt: skip
+            else:
+                if esp_len > 0xFFFF:
+                    raise self._refuse(Reason.OUT_ERROR, "ESP payload longer than 65535 bytes")
+                prefix = _IPV6_FIRST.pack(word, esp_len, IPPROTO_ESP, _OUTER_TTL) + self._pair
+                out = self._cipher.encrypt(prefix, self.spi, seq, pt)
+        counters = self.counters
+        counters.packets += 1
+        counters.bytes += n
+        return out
+
+    def _encap_transport(self, packet: Buffer) -> bytes:
+        n = len(packet)
+        v = packet[0] >> 4 if n else 0
+        encap = self.encap
+        if v == 4 and n >= 20:
+            ihl = (packet[0] & 15) * 4
+            total = packet[2] << 8 | packet[3]
+            if ihl < 20 or total < ihl or total > n:
+                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "malformed IPv4 header")
+            if (packet[6] & 0x3F) | packet[7]:
+                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "fragment in transport mode")
+            nh = packet[9]
+            hdr = bytearray(packet[:ihl])
+            body = packet[ihl:total]
+            nh_at = 9
+        elif v == 6 and n >= 40:
+            end = 40 + (packet[4] << 8 | packet[5])
+            if end > n:
+                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "IPv6 payload length too long")
+            try:
+                nh_at, off = _ipv6_front(packet, end)
+            except ParseError as exc:
+                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, str(exc)) from None
+            nh = packet[nh_at]
+            hdr = bytearray(packet[:off])
+            body = packet[off:end]
+        else:
+            raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "not an IPv4 or IPv6 packet")
+        seq = self._next_seq()
+        pt = b"".join((body, trailer(len(body), nh, self._align)))
+        esp_len = self._esp_fixed + len(pt)
+        udp_len = 8 + esp_len if encap else 0
+        hdr[nh_at] = self._outer_proto
+        new_len = len(hdr) + (udp_len or esp_len)
+        if new_len > 0xFFFF + (40 if v == 6 else 0):
+            raise self._refuse(Reason.OUT_ERROR, "packet too long after ESP")
+        if v == 4:
+            hdr[2:4] = new_len.to_bytes(2, "big")
+            hdr[10:12] = b"\0\0"
+            hdr[10:12] = internet_checksum(hdr).to_bytes(2, "big")
+        else:
+            hdr[4:6] = (new_len - 40).to_bytes(2, "big")
+        if encap and v == 6:
+            esp = self._cipher.encrypt(b"", self.spi, seq, pt)
+            csum = udp_checksum(bytes(hdr[8:24]), bytes(hdr[24:40]), encap[0], encap[1], esp)
+            out = b"".join((hdr, UDP_HEADER.pack(encap[0], encap[1], udp_len, csum), esp))
+        else:
+            prefix = bytes(hdr)
+            if encap:
+                prefix += UDP_HEADER.pack(encap[0], encap[1], udp_len, 0)
+            out = self._cipher.encrypt(prefix, self.spi, seq, pt)
+        self.counters.packets += 1
+        self.counters.bytes += len(body)
+        return out
+
+    # --- inbound --------------------------------------------------------------------
+
+    def _open(self, esp: memoryview) -> tuple[int, Buffer, int]:
+        """Replay check, ICV, decryption, replay advance, trailer.
+
+        Returns (next header, plaintext, payload length). Raises PacketDropped; the
+        caller counts the drop.
+        """
+        n = len(esp)
+        if n < self._min_esp:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "ESP packet truncated")
+        if self._cbc and (n - self._esp_fixed) % 16:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "ESP ciphertext not a multiple of the block")
+        spi, seq_lo = ESP_HEADER.unpack_from(esp)
+        if spi != self.spi:
+            raise PacketDropped(Reason.IN_STATE_MISMATCH, "SPI of another SA")
+        replay = self.replay
+        try:
+            seq = replay.check(seq_lo)  # before any crypto (RFC 4303 §3.4.3)
+        except PacketDropped:
+            self.counters.replay += 1
+            raise
+        pt = self._cipher.decrypt(esp, seq >> 32)
+        if pt is None:
+            self.counters.integrity_failed += 1
+            raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "ICV mismatch")
+        replay.advance(seq)  # only once authenticated
+        m = len(pt)
+        if m < 2:
+            raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "no room for the trailer")
+        pad = pt[m - 2]
+        end = m - 2 - pad
+        if end < 0 or (pad and pt[end : m - 2] != PAD_BYTES[:pad]):
+            raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "bad ESP padding")
+        nh = pt[m - 1]
+        if nh == NEXT_HEADER_NONE:
+            raise PacketDropped(Reason.DUMMY, "dummy packet (RFC 4303 §2.6)")
+        return nh, pt, end
+
+    def _inner_length(self, nh: int, pt: Buffer, end: int) -> int:
+        """Length of the tunnel-mode inner packet (TFC padding excluded)."""
+        if nh == IPPROTO_IPIP:
+            if end < 20 or pt[0] >> 4 != 4:
+                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "inner packet is not IPv4")
+            ilen = pt[2] << 8 | pt[3]
+            if ilen < 20 or ilen > end:
+                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "bad inner IPv4 length")
+            return ilen
+        if nh == IPPROTO_IPV6:
+            if end < 40 or pt[0] >> 4 != 6:
+                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "inner packet is not IPv6")
+            ilen = 40 + (pt[4] << 8 | pt[5])
+            if ilen > end:
+                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "bad inner IPv6 length")
+            return ilen
+        raise PacketDropped(Reason.IN_STATE_MODE_ERROR, f"next header {nh} in tunnel mode")
+
+    def esp_decrypt(self, esp: Buffer) -> tuple[int, bytes]:
+        """(next header, payload) of an ESP packet; raises PacketDropped.
+
+        In tunnel mode the payload is the inner packet without TFC padding.
+        """
+        try:
+            mv = memoryview(esp)
+            nh, pt, end = self._open(mv)
+            if self._tunnel:
+                end = self._inner_length(nh, pt, end)
+        except PacketDropped as exc:
+            _drop(self.counters, exc.reason)
+            raise
+        out = bytes(pt[:end])
+        self.counters.packets += 1
+        self.counters.bytes += end
+        return nh, out
+
+    def decapsulate(self, packet: Buffer) -> bytes:
+        """The inner packet of an outer IP[/UDP]/ESP packet; raises PacketDropped."""
+        try:
+            return self._decap(memoryview(packet))
+        except PacketDropped as exc:
+            _drop(self.counters, exc.reason)
+            raise
+
+    def _decap(self, mv: memoryview) -> bytes:
+        n = len(mv)
+        if n < 20:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IP header")
+        b0 = mv[0]
+        v = b0 >> 4
+        if v == 4:
+            ihl = (b0 & 15) * 4
+            end = mv[2] << 8 | mv[3]
+            if ihl < 20 or end < ihl or end > n:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv4 header")
+            if (mv[6] & 0x3F) | mv[7]:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "fragment (reassembly comes first)")
+            proto = mv[9]
+            off = ihl
+            nh_at = 9
+            outer_ecn = mv[1] & 3
+        elif v == 6:
+            if n < 40:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IPv6 header")
+            end = 40 + (mv[4] << 8 | mv[5])
+            if end > n:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv6 payload length")
+            proto = mv[6]
+            off = 40
+            nh_at = 6
+            if proto != IPPROTO_ESP and proto != IPPROTO_UDP:
+                try:
+                    nh_at, off = _ipv6_front(mv, end)
+                except ParseError as exc:
+                    raise PacketDropped(Reason.IN_HDR_ERROR, str(exc)) from None
+                proto = mv[nh_at]
+            outer_ecn = (mv[1] >> 4) & 3
+        else:
+            raise PacketDropped(Reason.IN_HDR_ERROR, f"IP version {v}")
+        if v != self.family:
+            raise PacketDropped(Reason.IN_STATE_MISMATCH, "address family differs from the SA")
+        if proto == IPPROTO_UDP:
+            if self.encap is None:
+                raise PacketDropped(Reason.IN_STATE_MISMATCH, "UDP-encapsulated, SA is not")
+            if end - off < 8:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "truncated UDP header")
+            ulen = mv[off + 4] << 8 | mv[off + 5]
+            if ulen < 8 or off + ulen > end:
+                raise PacketDropped(Reason.IN_HDR_ERROR, "bad UDP length")
+            end = off + ulen
+            esp_at = off + 8
+            if end - esp_at == 1 and mv[esp_at] == 0xFF:
+                raise PacketDropped(Reason.NAT_KEEPALIVE, "NAT keepalive (RFC 3948 §2.3)")
+            if end - esp_at >= 4 and not any(mv[esp_at : esp_at + 4]):
+                raise PacketDropped(Reason.NON_ESP, "non-ESP marker: IKE, not ESP")
+        elif proto == IPPROTO_ESP:
+            if self.encap is not None:
+                raise PacketDropped(Reason.IN_STATE_MISMATCH, "plain ESP, SA expects UDP")
+            esp_at = off
+        else:
+            raise PacketDropped(Reason.IN_HDR_ERROR, f"protocol {proto} is not ESP")
+
+        nh, pt, pend = self._open(mv[esp_at:end])
+        counters = self.counters
+        if self._tunnel:
+            ilen = self._inner_length(nh, pt, pend)
+            inner = _ecn_decap(outer_ecn, nh, pt, ilen) if outer_ecn else bytes(pt[:ilen])
+            counters.packets += 1
+            counters.bytes += ilen
+            return inner
+        # Transport: put the upper-layer data back behind the (restored) IP header.
+        hdr = bytearray(mv[:off])
+        hdr[nh_at] = nh
+        body: Buffer = pt[:pend]
+        if v == 4:
+            hdr[2:4] = (off + pend).to_bytes(2, "big")
+            hdr[10:12] = b"\0\0"
+            hdr[10:12] = internet_checksum(hdr).to_bytes(2, "big")
+        else:
+            if off - 40 + pend > 0xFFFF:
+                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "restored packet too long")
+            hdr[4:6] = (off - 40 + pend).to_bytes(2, "big")
+        if self.encap is not None and nh in (IPPROTO_TCP, IPPROTO_UDP):
+            body = _fix_l4_checksum(hdr, v, nh, body)
+        counters.packets += 1
+        counters.bytes += pend
+        return b"".join((hdr, body))
+
+
+def _ipv6_front(packet: Buffer, end: int) -> tuple[int, int]:
+    """(offset of the next-header byte that names what follows the front extension
+    headers, offset where that starts). Front headers: hop-by-hop, routing, fragment,
+    and destination options followed by routing (RFC 4303 §3.1.1)."""
+    nh_at = 6
+    off = 40
+    nh = packet[6]
+    while True:
+        if nh in _FRONT_EXT or (nh == 60 and off < end and packet[off] == 43):
+            if off + 8 > end:
+                raise ParseError("IPv6 extension header truncated")
+            hlen = 8 if nh == IPPROTO_FRAGMENT else (packet[off + 1] + 1) * 8
+        else:
+            return nh_at, off
+        nh_at = off
+        nh = packet[off]
+        off += hlen
+        if off > end:
+            raise ParseError("IPv6 extension header runs past the packet")
+
+
+def _ecn_decap(outer: int, nh: int, pt: Buffer, ilen: int) -> bytes:
+    """Apply RFC 6040 §4.2 (normal mode) to the inner packet's ECN field."""
+    if nh == IPPROTO_IPIP:
+        tos = pt[1]
+        inner = tos & 3
+    else:
+        tos = (pt[0] & 15) << 4 | pt[1] >> 4
+        inner = tos & 3
+    if outer == 3:
+        if inner == 0:
+            raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "outer CE over a Not-ECT packet")
+        new = 3
+    elif outer == 1 and inner == 2:
+        new = 1  # ECT(1) outer over ECT(0) inner
+    else:
+        return bytes(pt[:ilen])
+    if new == inner:
+        return bytes(pt[:ilen])
+    buf = bytearray(pt[:ilen])
+    if nh == IPPROTO_IPIP:
+        # Incremental checksum update (RFC 1624 eqn. 3) keeps everything else exact.
+        old_w = buf[0] << 8 | tos
+        new_w = buf[0] << 8 | (tos & 0xFC | new)
+        hc = buf[10] << 8 | buf[11]
+        buf[1] = tos & 0xFC | new
+        s = (~hc & 0xFFFF) + (~old_w & 0xFFFF) + new_w
+        buf[10:12] = _fold_not(s).to_bytes(2, "big")
+    else:
+        buf[1] = (buf[1] & 0xCF) | new << 4
+    return bytes(buf)
+
+
+def _fix_l4_checksum(hdr: bytearray, v: int, proto: int, body: Buffer) -> Buffer:
+    """Recompute a TCP/UDP checksum over the received addresses (RFC 3948 §3.1.2)."""
+    at = 16 if proto == IPPROTO_TCP else 6
+    if len(body) < at + 2:
+        return body
+    if proto == IPPROTO_UDP and v == 4 and body[6] == 0 and body[7] == 0:
+        return body  # no checksum in use
+    src, dst = (bytes(hdr[12:16]), bytes(hdr[16:20])) if v == 4 else (
+        bytes(hdr[8:24]), bytes(hdr[24:40]))  # fmt: skip
+    seg = bytearray(body)
+    seg[at : at + 2] = b"\0\0"
+    csum = transport_checksum(src, dst, proto, seg)
+    if proto == IPPROTO_UDP and csum == 0:
+        csum = 0xFFFF
+    seg[at : at + 2] = csum.to_bytes(2, "big")
+    return seg
+
+
+__all__ = ["SaCounters", "SecurityAssociation"]
