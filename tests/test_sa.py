@@ -201,12 +201,28 @@ def test_wrong_spi() -> None:
 
 
 def test_encap_mismatch() -> None:
-    a, _b = pair(encap=(4500, 4500))
+    """UDP-encapsulated ESP to a plain SA is refused; plain ESP to a NAT-T SA is
+    accepted (the socket layer strips UDP and checks the encapsulation itself)."""
+    a, _ = pair(encap=(4500, 4500))
     c, d = pair()
-    d_udp = SecurityAssociation(spi=0x1000, src="192.0.2.1", dst="192.0.2.2", enc_key=bytes(20),
-                                encap=(4500, 4500))  # fmt: skip
-    assert drop_reason(d_udp, c.encapsulate(INNER4)) == Reason.IN_STATE_MISMATCH
+    d_udp = SecurityAssociation(
+        spi=0x1000, src="192.0.2.1", dst="192.0.2.2", enc_key=bytes(20),
+        encap=(4500, 4500),
+    )  # fmt: skip
     assert drop_reason(d, a.encapsulate(INNER4)) == Reason.IN_STATE_MISMATCH
+    with pytest.raises(PacketDropped):
+        d_udp.decapsulate(c.encapsulate(INNER4))  # other key: ICV fails, but not a mismatch
+    assert d_udp.counters.integrity_failed == 1
+
+
+def test_natt_sa_accepts_stripped_udp() -> None:
+    a, b = pair(encap=(4500, 4500), mode="transport")
+    inner = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2) / b"abc")
+    outer = a.encapsulate(inner)
+    stripped = bytearray(outer[:20] + outer[28:])
+    stripped[9] = 50
+    stripped[2:4] = len(stripped).to_bytes(2, "big")
+    assert b.decapsulate(bytes(stripped)) == inner
 
 
 def test_nat_keepalive_and_non_esp() -> None:

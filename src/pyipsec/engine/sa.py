@@ -523,8 +523,8 @@ class SecurityAssociation:
             if end - esp_at >= 4 and not any(mv[esp_at : esp_at + 4]):
                 raise PacketDropped(Reason.NON_ESP, "non-ESP marker: IKE, not ESP")
         elif proto == IPPROTO_ESP:
-            if self.encap is not None:
-                raise PacketDropped(Reason.IN_STATE_MISMATCH, "plain ESP, SA expects UDP")
+            # Accepted on a UDP-encapsulated SA too: a socket layer that strips the UDP
+            # header (and checks the encapsulation itself) hands us IP/ESP.
             esp_at = off
         else:
             raise PacketDropped(Reason.IN_HDR_ERROR, f"protocol {proto} is not ESP")
