@@ -466,6 +466,34 @@ def test_keys_never_appear_in_error_messages(text: str) -> None:
 
 # -- robustness: nothing but SetkeyError escapes ----------------------------------------
 
+HUGE = "9" * 5000  # past Python's 4300-digit int() limit
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"add 192.0.2.1 192.0.2.2 esp {HUGE} -E null;", "SPI does not fit in 32 bits"),
+        (
+            f"add 192.0.2.1 192.0.2.2 esp 300 -r {HUGE} -E null;",
+            "replay window size (decimal) out of range",
+        ),
+        (f"spdadd 192.0.2.1/{HUGE} 192.0.2.2 any -P out none;", "prefix length out of range"),
+        (f"spdadd 192.0.2.1 192.0.2.2 any -P out prio {HUGE} none;", "priority out of range"),
+        (f"spdadd 192.0.2.1 192.0.2.2 gre {HUGE} -P out none;", "expected a GRE key"),
+        (f"spdadd 192.0.2.1 192.0.2.2 any -P out ipsec esp/transport//unique:{HUGE};", "1..32767"),
+    ],
+)
+def test_huge_numbers_are_range_errors(text: str, message: str) -> None:
+    with pytest.raises(SetkeyError, match=re.escape(message)) as info:
+        parse_setkey(text)
+    assert len(str(info.value)) < 300  # the number is not echoed in full
+
+
+def test_scoped_ipv6_addresses() -> None:
+    (cmd,) = parse_setkey("add fe80::1%eth0 fe80::2%eth0 esp 300 -E null;")
+    assert isinstance(cmd, AddSA) and cmd.src == IPv6Address("fe80::1%eth0")
+
+
 ALPHABET = st.sampled_from(
     [
         *"abcdefghijklmnopqrstuvwxyz0123456789:.-/[];#\"', \n\t+%_x",

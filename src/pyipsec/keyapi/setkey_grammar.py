@@ -139,6 +139,7 @@ _U8 = 0xFF
 _U16 = 0xFFFF
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
+_MAX_DIGITS = 30  # longer than any 64-bit decimal
 
 
 def parse_setkey(text: str, filename: str = "<stdin>") -> list[Command]:
@@ -166,6 +167,16 @@ def static_key_warnings(commands: list[Command], filename: str = "<stdin>") -> l
                 "manual keys, or IKE"
             )
     return warnings
+
+
+def _decimal(text: str) -> int:
+    """``int(text)`` for a digit string, without Python's 4300-digit conversion error.
+
+    Anything longer than any field setkey has is returned as a value above every range
+    check, so the caller reports "out of range" instead of crashing.
+    """
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 class _Parser:
@@ -226,9 +237,11 @@ class _Parser:
     def number(self, token: Token, what: str, maximum: int, minimum: int = 0) -> int:
         if token.kind != WORD or not _DEC_RE.fullmatch(token.text):
             raise self.expected(token, what)
-        value = int(token.text)
+        value = _decimal(token.text)
         if not minimum <= value <= maximum:
-            raise self.error(token, f"{what} out of range ({minimum}..{maximum}), got {value}")
+            raise self.error(
+                token, f"{what} out of range ({minimum}..{maximum}), got {show(token.text)}"
+            )
         return value
 
     # -- top level -----------------------------------------------------------------
@@ -305,7 +318,7 @@ class _Parser:
         token = self.next()
         what = "an SPI (decimal or 0x hex)"
         if token.kind == WORD and _DEC_RE.fullmatch(token.text):
-            value = int(token.text)
+            value = _decimal(token.text)
         elif token.kind == WORD and _HEX_RE.fullmatch(token.text):
             value = int(token.text, 16)
         else:
@@ -557,8 +570,8 @@ class _Parser:
                 raise self.expected(token, "an ICMP type,code pair (e.g. 135,0)")
             return {"icmp_type": int(match[1]), "icmp_code": int(match[2])}
         if upper == _GRE:
-            if _DEC_RE.fullmatch(token.text) and int(token.text) <= _U32:
-                return {"gre_key": int(token.text)}
+            if _DEC_RE.fullmatch(token.text) and _decimal(token.text) <= _U32:
+                return {"gre_key": _decimal(token.text)}
             try:
                 return {"gre_key": int(ipaddress.IPv4Address(token.text))}
             except ValueError:
@@ -591,13 +604,13 @@ class _Parser:
         base, sign, offset, minus, plain = match.groups()
         if base is not None:
             value = _PRIO_BASES[base]
-            amount = int(offset or 0)
+            amount = _decimal(offset or "0")
             # setkey(8): "+" up to 1073741824, "-" up to 1073741823 (keeps it in u32).
             limit = 0x40000000 if sign == "+" else 0x3FFFFFFF
             if amount > limit:
                 raise self.error(start, f"priority offset out of range (0..{limit})")
             return value - amount if sign == "+" else value + amount
-        amount = int(plain)
+        amount = _decimal(plain)
         if minus:
             if amount > 0x7FFFFFFF:
                 raise self.error(start, "priority out of range (-2147483647..2147483648)")
@@ -711,12 +724,12 @@ class _RequestParser:
         reqid = 0
         if level.startswith("unique:"):
             number = level.removeprefix("unique:")
-            if not _DEC_RE.fullmatch(number) or not 1 <= int(number) <= _MAX_UNIQUE_ID:
+            if not _DEC_RE.fullmatch(number) or not 1 <= _decimal(number) <= _MAX_UNIQUE_ID:
                 raise self.fail(
                     offsets[3],
                     f"expected unique:N with N in 1..{_MAX_UNIQUE_ID}, got {self._show(level)}",
                 )
-            level, reqid = "unique", int(number)
+            level, reqid = "unique", _decimal(number)
         elif level not in _LEVELS:
             raise self.fail(
                 offsets[3],
