@@ -1,0 +1,487 @@
+"""The engine: SAD + SPD + ESP applied to every packet (RFC 4301 §5), sans-I/O.
+
+``Engine.outbound(packet, now)`` and ``Engine.inbound*(…, now)`` return an action
+(``engine.actions``) that says what the caller must do; key managers change the databases
+through the key-management methods (``get_spi``, ``add_sa``, ``add_policy``, …), the same
+interface the PF_KEY and xfrm servers and IKE use; events (ACQUIRE, EXPIRE, …) are drained
+with ``next_event()``; time-based work runs from ``handle_timer(now)`` at ``next_timer()``.
+
+Outbound: SPD ``out`` -> discard | bypass | protect -> the SA for each template (ACQUIRE and
+hold the packet when there is none) -> ESP. Inbound: SAD by (dst, SPI) -> replay check ->
+ICV -> replay advance -> inner packet -> inbound policy check against ``in`` (local
+destinations) or ``fwd`` (the rest), RFC 4301 §5.2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyipsec.engine.actions import Action, Bypass, Deliver, Drop, Hold, Transmit
+from pyipsec.engine.events import Acquire, Event, EventQueue, IPAddress, PolicyAdded, PolicyDeleted
+from pyipsec.engine.sad import SadEntry, SASpec, SaState, SecurityAssociationDatabase
+from pyipsec.engine.spd import Policy, SecurityPolicyDatabase, Selector, Template
+from pyipsec.engine.stats import EngineStats
+from pyipsec.errors import PacketDropped, ParseError, Reason, SequenceExhausted
+from pyipsec.wire.ip import IPv4Header, IPv6Header, build_ipv4, build_ipv6, extract_flow
+
+ACQUIRE_EXPIRES = 30.0  # seconds before a pending ACQUIRE may be sent again (kernel: 30 s)
+HOLD_LIMIT = 100  # packets held per pending ACQUIRE (the kernel's XFRM_MAX_QUEUE_LEN)
+IPPROTO_ESP = 50
+IPPROTO_UDP = 17
+_IPV4_IN_ESP = 4
+_IPV6_IN_ESP = 41
+
+_DROPS: dict[str, Drop] = {}
+
+
+def _drop(reason: str) -> Drop:
+    """A shared Drop per reason: dropping allocates nothing."""
+    action = _DROPS.get(reason)
+    if action is None:
+        action = _DROPS[reason] = Drop(reason)
+    return action
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An ACQUIRE in flight: when it may be repeated, and the packets it holds."""
+
+    seq: int
+    expires: float
+    policy_index: int
+    template: Template
+    src: bytes
+    dst: bytes
+    held: deque[bytes] = field(default_factory=deque)
+
+
+def _outer_header(src: bytes, dst: bytes, proto: int, payload_len: int) -> bytes:
+    """A minimal outer IP header, to run transport-mode decapsulation on a payload that a
+    socket delivered without its header (UDP-encapsulated or raw IPv6 ESP)."""
+    if len(src) == 4:
+        return build_ipv4(IPv4Header(0, 20 + payload_len, 0, 0, 0, 64, proto, 0, src, dst))
+    return build_ipv6(IPv6Header(0, 0, payload_len, proto, 64, src, dst))
+
+
+class Engine:
+    """The userspace "kernel": one SAD, one SPD, the packet processor and its events."""
+
+    def __init__(self, local_addresses: Iterable[str | IPAddress] = ()) -> None:
+        self.events = EventQueue()
+        self.sad = SecurityAssociationDatabase(self.events)
+        self.spd = SecurityPolicyDatabase()
+        self.stats = EngineStats()
+        self.local_addresses: set[bytes] = set()
+        self.set_local_addresses(local_addresses)
+        self._pending: dict[tuple[int, int, bytes, bytes], _Pending] = {}
+        self._acquire_seq = 0
+        self._released: deque[Action] = deque()
+        # outbound SA choice per (policy index, template position, src, dst), valid for
+        # one SAD generation
+        self._out_cache: dict[tuple[int, int, bytes, bytes], SadEntry] = {}
+        self._out_cache_gen = -1
+
+    def set_local_addresses(self, addresses: Iterable[str | IPAddress]) -> None:
+        """Which inner destinations are this host's (checked against ``in``, others ``fwd``)."""
+        self.local_addresses = {ipaddress.ip_address(a).packed for a in addresses}
+
+    # ---------------------------------------------------------------- outbound ----------
+    def outbound(self, packet: bytes, now: float) -> Action:
+        """Apply the SPD's ``out`` policies to a packet leaving this host (RFC 4301 §5.1)."""
+        try:
+            flow = extract_flow(packet)
+        except ParseError:
+            self.stats[Reason.OUT_ERROR] += 1
+            return _drop(Reason.OUT_ERROR)
+        policy = self.spd.lookup_packed(
+            "out", flow.src, flow.dst, flow.proto, flow.sport, flow.dport
+        )
+        if policy is None:
+            # No policy: the kernel lets the packet go unprotected.
+            self.stats["bypass_out"] += 1
+            return Bypass(packet)
+        self.spd.count(policy, len(packet), now)
+        action = policy.action
+        if action == "discard":
+            self.stats[Reason.OUT_POL_BLOCK] += 1
+            return _drop(Reason.OUT_POL_BLOCK)
+        if action == "bypass":
+            self.stats["bypass_out"] += 1
+            return Bypass(packet)
+        return self._protect(policy, flow.src, flow.dst, packet, now)
+
+    def _protect(
+        self, policy: Policy, flow_src: bytes, flow_dst: bytes, packet: bytes, now: float
+    ) -> Action:
+        if self._out_cache_gen != self.sad.generation:
+            self._out_cache.clear()
+            self._out_cache_gen = self.sad.generation
+        entries: list[SadEntry] = []
+        for position, tmpl in enumerate(policy.templates):
+            if tmpl.mode == "tunnel" and tmpl.src is not None and tmpl.dst is not None:
+                src, dst = _packed(tmpl.src), _packed(tmpl.dst)
+            else:
+                src, dst = flow_src, flow_dst
+            key = (policy.index, position, src, dst)
+            entry = self._out_cache.get(key)
+            if entry is None:
+                entry = self.sad.find_outbound(src, dst, tmpl.proto, tmpl.mode, tmpl.reqid)
+                if entry is None:
+                    if tmpl.level == "use":
+                        continue  # optional protection (RFC 2367 "use" level): skip it
+                    return self._acquire(policy, position, tmpl, src, dst, packet, now)
+                self._out_cache[key] = entry
+            entries.append(entry)
+        if not entries:
+            self.stats["bypass_out"] += 1
+            return Bypass(packet)
+        data = packet
+        for entry in entries[:-1]:
+            # Inner templates of a bundle: each wraps the result of the previous one.
+            result = self._encrypt(entry, data, now, full_packet=True)
+            if isinstance(result, Drop):
+                return result
+            data = result
+        last = entries[-1]
+        esp = self._encrypt(last, data, now, full_packet=False)
+        if isinstance(esp, Drop):
+            return esp
+        return Transmit(esp, last.local, last.peer, last.encap, last.spi)
+
+    def _encrypt(
+        self, entry: SadEntry, packet: bytes, now: float, *, full_packet: bool
+    ) -> bytes | Drop:
+        sa = entry.sa
+        if sa is None:
+            self.stats[Reason.OUT_STATE_INVALID] += 1
+            return _drop(Reason.OUT_STATE_INVALID)
+        try:
+            if full_packet:
+                out = sa.encapsulate(packet)
+            elif entry.mode == "tunnel":
+                out = sa.esp_encrypt(packet, _IPV4_IN_ESP if packet[0] >> 4 == 4 else _IPV6_IN_ESP)
+            else:
+                # Transport mode: the SA rewrites the IP header; the socket adds its own.
+                outer = sa.encapsulate(packet)
+                hdr = 20 if outer[0] >> 4 == 4 else 40
+                if sa.encap is not None:
+                    hdr += 8
+                out = outer[hdr:]
+        except SequenceExhausted:
+            # RFC 4303 §3.3.3: never wrap; the SA is spent and must be replaced.
+            self.stats[Reason.OUT_STATE_SEQ_ERROR] += 1
+            self.sad.expire_now(entry, "seq")
+            return _drop(Reason.OUT_STATE_SEQ_ERROR)
+        except (PacketDropped, ParseError):
+            self.stats[Reason.OUT_STATE_MODE_ERROR] += 1
+            return _drop(Reason.OUT_STATE_MODE_ERROR)
+        self.stats["out_packets"] += 1
+        self.stats["out_bytes"] += len(packet)
+        self._account(entry, now)
+        return out
+
+    def _account(self, entry: SadEntry, now: float) -> None:
+        if entry.use_time is None:
+            self.sad.first_use(entry, now)
+        sa = entry.sa
+        if sa is not None:
+            c = sa.counters
+            if c.bytes >= entry.byte_limit or c.packets >= entry.packet_limit:
+                self.sad.count_limit_hit(entry)
+
+    def _acquire(
+        self,
+        policy: Policy,
+        position: int,
+        tmpl: Template,
+        src: bytes,
+        dst: bytes,
+        packet: bytes,
+        now: float,
+    ) -> Action:
+        key = (policy.index, position, src, dst)
+        pending = self._pending.get(key)
+        if pending is None or pending.expires <= now:
+            self._acquire_seq += 1
+            flow = extract_flow(packet)
+            pending = _Pending(
+                self._acquire_seq, now + ACQUIRE_EXPIRES, policy.index, tmpl, src, dst
+            )
+            self._pending[key] = pending
+            self.stats["acquires"] += 1
+            self.events.put(
+                Acquire(
+                    seq=pending.seq,
+                    policy_index=policy.index,
+                    template=tmpl,
+                    src=ipaddress.ip_address(src),
+                    dst=ipaddress.ip_address(dst),
+                    flow_src=ipaddress.ip_address(flow.src),
+                    flow_dst=ipaddress.ip_address(flow.dst),
+                    flow_proto=flow.proto,
+                    flow_sport=flow.sport,
+                    flow_dport=flow.dport,
+                )
+            )
+        self.stats[Reason.OUT_NO_STATES] += 1
+        if len(pending.held) >= HOLD_LIMIT:
+            self.stats["queue_overflow"] += 1
+            return _drop(Reason.OUT_NO_STATES)
+        pending.held.append(packet)
+        self.stats["queued"] += 1
+        return Hold(pending.seq)
+
+    def _release_held(self, now: float) -> None:
+        """Send the packets held for ACQUIREs that an SA now satisfies."""
+        for key, pending in list(self._pending.items()):
+            tmpl = pending.template
+            entry = self.sad.find_outbound(
+                pending.src, pending.dst, tmpl.proto, tmpl.mode, tmpl.reqid
+            )
+            if entry is None:
+                continue
+            del self._pending[key]
+            for packet in pending.held:
+                self._released.append(self.outbound(packet, now))
+
+    def next_released(self) -> Action | None:
+        """Actions for held packets that were released since the last call."""
+        return self._released.popleft() if self._released else None
+
+    # ----------------------------------------------------------------- inbound ----------
+    def inbound(self, packet: bytes, now: float) -> Action:
+        """A whole IP packet from the network: ESP (protocol 50 or UDP-encapsulated is for
+        ``inbound_esp``) or a plain packet checked against the inbound policy."""
+        try:
+            flow = extract_flow(packet)
+        except ParseError:
+            self.stats[Reason.IN_HDR_ERROR] += 1
+            return _drop(Reason.IN_HDR_ERROR)
+        if flow.proto == IPPROTO_ESP:
+            hdr = (packet[0] & 0x0F) * 4 if flow.version == 4 else 40
+            return self.inbound_esp(packet[hdr:], flow.src, flow.dst, None, now)
+        return self._check_plain(
+            packet, flow.src, flow.dst, flow.proto, flow.sport, flow.dport, now
+        )
+
+    def inbound_esp(
+        self,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        encap: tuple[int, int] | None,
+        now: float,
+    ) -> Action:
+        """An ESP packet as a socket delivers it: after the outer IP header (raw socket) or
+        the UDP header (``encap`` = (sport, dport), RFC 3948). ``src``/``dst`` are the
+        packed outer addresses."""
+        if len(data) < 8:
+            self.stats[Reason.IN_HDR_ERROR] += 1
+            return _drop(Reason.IN_HDR_ERROR)
+        spi = int.from_bytes(data[:4], "big")
+        entry = self.sad.lookup(dst, spi)
+        if entry is None:
+            self.stats[Reason.IN_NO_STATES] += 1
+            return _drop(Reason.IN_NO_STATES)
+        sa = entry.sa
+        if sa is None or entry.state is SaState.LARVAL:
+            self.stats[Reason.IN_STATE_INVALID] += 1
+            return _drop(Reason.IN_STATE_INVALID)
+        if (sa.encap is None) != (encap is None):
+            # ESP in UDP for an SA without encapsulation, or the reverse (as xfrm_input).
+            self.stats[Reason.IN_STATE_MISMATCH] += 1
+            return _drop(Reason.IN_STATE_MISMATCH)
+        try:
+            if entry.mode == "tunnel":
+                next_header, inner = sa.esp_decrypt(data)
+                if next_header not in (_IPV4_IN_ESP, _IPV6_IN_ESP):
+                    raise PacketDropped(Reason.IN_STATE_MODE_ERROR)
+            else:
+                outer = _outer_header(src, dst, IPPROTO_ESP, len(data)) + data
+                inner = sa.decapsulate(outer)
+        except PacketDropped as drop:
+            self.stats[drop.reason] += 1
+            return _drop(drop.reason)
+        self._account(entry, now)
+        return self._check_decapsulated(entry, inner, now)
+
+    def _check_decapsulated(self, entry: SadEntry, inner: bytes, now: float) -> Action:
+        """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
+        template this SA satisfies."""
+        try:
+            flow = extract_flow(inner)
+        except ParseError:
+            self.stats[Reason.IN_STATE_MODE_ERROR] += 1
+            return _drop(Reason.IN_STATE_MODE_ERROR)
+        direction = "in" if flow.dst in self.local_addresses else "fwd"
+        policy = self.spd.lookup_packed(
+            direction, flow.src, flow.dst, flow.proto, flow.sport, flow.dport
+        )
+        tunnel = entry.mode == "tunnel"
+        if policy is None:
+            # As Linux: a tunnel-mode SA needs a policy that asked for it; transport is let in.
+            if tunnel:
+                self.stats[Reason.IN_NO_POLS] += 1
+                return _drop(Reason.IN_NO_POLS)
+        elif policy.action == "discard":
+            self.stats[Reason.IN_POL_BLOCK] += 1
+            return _drop(Reason.IN_POL_BLOCK)
+        elif policy.action == "protect":
+            if not any(_satisfies(entry, t, flow.src, flow.dst) for t in policy.templates):
+                self.stats[Reason.IN_TMPL_MISMATCH] += 1
+                return _drop(Reason.IN_TMPL_MISMATCH)
+            self.spd.count(policy, len(inner), now)
+        elif tunnel:
+            # A bypass policy does not let tunnelled traffic in (xfrm: template mismatch).
+            self.stats[Reason.IN_TMPL_MISMATCH] += 1
+            return _drop(Reason.IN_TMPL_MISMATCH)
+        self.stats["in_packets"] += 1
+        self.stats["in_bytes"] += len(inner)
+        return Deliver(inner, entry.spi)
+
+    def _check_plain(
+        self,
+        packet: bytes,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        sport: int | None,
+        dport: int | None,
+        now: float,
+    ) -> Action:
+        direction = "in" if dst in self.local_addresses else "fwd"
+        policy = self.spd.lookup_packed(direction, src, dst, proto, sport, dport)
+        if policy is not None:
+            if policy.action == "discard":
+                self.stats[Reason.IN_POL_BLOCK] += 1
+                return _drop(Reason.IN_POL_BLOCK)
+            if policy.action == "protect" and any(t.level != "use" for t in policy.templates):
+                # Clear text where the policy requires ESP.
+                self.stats[Reason.IN_TMPL_MISMATCH] += 1
+                return _drop(Reason.IN_TMPL_MISMATCH)
+            self.spd.count(policy, len(packet), now)
+        self.stats["bypass_in"] += 1
+        return Deliver(packet, 0)
+
+    # ------------------------------------------------------------------ timers ----------
+    def next_timer(self) -> float | None:
+        times = [t for t in (self.sad.next_timer(),) if t is not None]
+        times.extend(p.expires for p in self._pending.values())
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        self.sad.expire(now)
+        for key, pending in list(self._pending.items()):
+            if pending.expires <= now:
+                self.stats["queue_expired"] += len(pending.held)
+                del self._pending[key]
+
+    def next_event(self) -> Event | None:
+        return self.events.get()
+
+    # ------------------------------------------------- key-management interface --------
+    # The one interface through which PF_KEY, xfrm and IKE change the databases.
+    def get_spi(
+        self,
+        src: str | IPAddress,
+        dst: str | IPAddress,
+        now: float,
+        *,
+        proto: str = "esp",
+        mode: str = "tunnel",
+        reqid: int = 0,
+        spi_min: int = 0x100,
+        spi_max: int = 0xFFFFFFFF,
+    ) -> int:
+        return self.sad.get_spi(
+            src, dst, now, proto=proto, mode=mode, reqid=reqid, spi_min=spi_min, spi_max=spi_max
+        )
+
+    def add_sa(self, spec: SASpec, now: float) -> SadEntry:
+        entry = self.sad.add(spec, now)
+        self._release_held(now)
+        return entry
+
+    def update_sa(self, spec: SASpec, now: float) -> SadEntry:
+        entry = self.sad.update(spec, now)
+        self._release_held(now)
+        return entry
+
+    def del_sa(self, dst: str | IPAddress, spi: int, proto: str = "esp") -> SadEntry:
+        return self.sad.delete(dst, spi, proto)
+
+    def get_sa(self, dst: str | IPAddress, spi: int, proto: str = "esp") -> SadEntry:
+        return self.sad.get(dst, spi, proto)
+
+    def flush_sa(self, proto: str | None = None) -> int:
+        return self.sad.flush(proto)
+
+    def dump_sa(self) -> list[SadEntry]:
+        return self.sad.dump()
+
+    def add_policy(self, policy: Policy) -> int:
+        index = self.spd.add(policy)
+        self.events.put(PolicyAdded(index, update=False))
+        return index
+
+    def update_policy(self, policy: Policy) -> int:
+        index = self.spd.update(policy)
+        self._forget_policy(index)
+        self.events.put(PolicyAdded(index, update=True))
+        return index
+
+    def del_policy(self, index: int) -> Policy:
+        policy = self.spd.delete(index)
+        self._forget_policy(index)
+        self.events.put(PolicyDeleted(index, "deleted"))
+        return policy
+
+    def del_policy_by_selector(self, direction: str, selector: Selector) -> Policy:
+        policy = self.spd.delete_by_selector(direction, selector)
+        self._forget_policy(policy.index)
+        self.events.put(PolicyDeleted(policy.index, "deleted"))
+        return policy
+
+    def get_policy(self, index: int) -> Policy:
+        return self.spd.get(index)
+
+    def flush_policy(self, direction: str | None = None) -> int:
+        doomed = [p.index for p in self.spd.dump() if direction is None or p.direction == direction]
+        count = self.spd.flush(direction)
+        for index in doomed:
+            self._forget_policy(index)
+            self.events.put(PolicyDeleted(index, "flushed"))
+        return count
+
+    def dump_policy(self) -> list[Policy]:
+        return self.spd.dump()
+
+    def _forget_policy(self, index: int) -> None:
+        self._out_cache.clear()
+        for key in [k for k in self._pending if k[0] == index]:
+            self.stats["queue_expired"] += len(self._pending.pop(key).held)
+
+
+def _satisfies(entry: SadEntry, tmpl: Template, flow_src: bytes, flow_dst: bytes) -> bool:
+    """Does the SA that carried a packet match a policy template (xfrm_state_ok)?"""
+    if tmpl.proto != entry.proto or tmpl.mode != entry.mode:
+        return False
+    if tmpl.reqid and tmpl.reqid != entry.reqid:
+        return False
+    if tmpl.spi and tmpl.spi != entry.spi:
+        return False
+    if entry.mode == "tunnel":
+        # An inbound template names the peer as src and us as dst, like the SA.
+        if tmpl.src is not None and _packed(tmpl.src) != entry.src_packed:
+            return False
+        if tmpl.dst is not None and _packed(tmpl.dst) != entry.dst_packed:
+            return False
+    return True
+
+
+def _packed(addr: str | IPAddress) -> bytes:
+    """Template endpoints are normalised to address objects; accept a string all the same."""
+    return ipaddress.ip_address(addr).packed if isinstance(addr, str) else addr.packed
