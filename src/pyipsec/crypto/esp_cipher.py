@@ -128,7 +128,7 @@ class _HmacMixin:
     _icv: int
     esn: bool
 
-    def _icv_of(self, *parts: Buffer, seq_hi: int = 0) -> bytes:
+    def compute_icv(self, *parts: Buffer, seq_hi: int = 0) -> bytes:
         h = self._mac.copy()
         for p in parts:
             h.update(p)
@@ -169,7 +169,7 @@ class CbcHmacEspCipher(_HmacMixin, EspCipher):
         # Output = E(C_prev ^ N) || CBC(k, that IV, plaintext): see the module docstring.
         iv_ct = self._enc.update(_CTR.pack(self._ctr_hi, ctr) + plaintext)
         hdr = _HDR.pack(spi, seq & _M32)
-        icv = self._icv_of(hdr, iv_ct, seq_hi=seq >> 32)
+        icv = self.compute_icv(hdr, iv_ct, seq_hi=seq >> 32)
         return b"".join((prefix, hdr, iv_ct, icv))
 
     def seal_with_iv(self, hdr: bytes, iv: bytes, seq_hi: int, plaintext: bytes) -> bytes:
@@ -179,7 +179,7 @@ class CbcHmacEspCipher(_HmacMixin, EspCipher):
         """
         enc = Cipher(_alg.AES(self._key), _modes.CBC(iv)).encryptor()
         body = iv + enc.update(plaintext) + enc.finalize()
-        return hdr + body + self._icv_of(hdr, body, seq_hi=seq_hi)
+        return hdr + body + self.compute_icv(hdr, body, seq_hi=seq_hi)
 
     def decrypt(self, esp: Buffer, seq_hi: int) -> Buffer | None:
         mv = memoryview(esp)
@@ -187,7 +187,7 @@ class CbcHmacEspCipher(_HmacMixin, EspCipher):
         if end < 24 or (end - 8) % 16:
             # Never feed a partial block to the running decryptor.
             raise ParseError("ESP ciphertext is not a whole number of AES blocks")
-        if not _std_hmac.compare_digest(self._icv_of(mv[:end], seq_hi=seq_hi), mv[end:]):
+        if not _std_hmac.compare_digest(self.compute_icv(mv[:end], seq_hi=seq_hi), mv[end:]):
             return None
         # Verified (encrypt-then-MAC): the IV block steers the running decryptor.
         return memoryview(self._dec.update(mv[8:end]))[16:]
@@ -208,14 +208,16 @@ class NullHmacEspCipher(_HmacMixin, EspCipher):
 
     def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
         hdr = _HDR.pack(spi, seq & _M32)
-        return b"".join((prefix, hdr, plaintext, self._icv_of(hdr, plaintext, seq_hi=seq >> 32)))
+        return b"".join(
+            (prefix, hdr, plaintext, self.compute_icv(hdr, plaintext, seq_hi=seq >> 32))
+        )
 
     def decrypt(self, esp: Buffer, seq_hi: int) -> Buffer | None:
         mv = memoryview(esp)
         end = len(mv) - self._icv
         if end < 8:
             raise ParseError("ESP packet shorter than its ICV")
-        if not _std_hmac.compare_digest(self._icv_of(mv[:end], seq_hi=seq_hi), mv[end:]):
+        if not _std_hmac.compare_digest(self.compute_icv(mv[:end], seq_hi=seq_hi), mv[end:]):
             return None
         return mv[8:end]
 
