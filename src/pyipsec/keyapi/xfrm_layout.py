@@ -66,6 +66,8 @@ class Layout(Generic[T]):
         self.struct = struct.Struct("=" + self.fmt)
         self.size = self.struct.size
         self.field_names = tuple(s[0] for s in steps)
+        # The declared table without padding, for tools that walk a layout.
+        self.fields: tuple[tuple[str, Any], ...] = tuple((n, spec) for n, spec in fields if n)
         self._steps = tuple(steps)
 
     # -- values <-> objects (flat tuple as struct.unpack gives it) ----------------------
