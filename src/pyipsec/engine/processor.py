@@ -58,6 +58,26 @@ class _Pending:
     held: deque[bytes] = field(default_factory=deque)
 
 
+class _Plan:
+    """A policy's templates with their endpoints packed once (policies never change)."""
+
+    __slots__ = ("steps", "tunnel_only")
+
+    def __init__(self, steps: tuple[tuple[Template, bytes | None, bytes | None], ...]) -> None:
+        self.steps = steps
+        self.tunnel_only = all(src is not None for _, src, _ in steps)
+
+    @classmethod
+    def of(cls, policy: Policy) -> _Plan:
+        steps: list[tuple[Template, bytes | None, bytes | None]] = []
+        for tmpl in policy.templates:
+            if tmpl.mode == "tunnel" and tmpl.src is not None and tmpl.dst is not None:
+                steps.append((tmpl, _packed(tmpl.src), _packed(tmpl.dst)))
+            else:
+                steps.append((tmpl, None, None))
+        return cls(tuple(steps))
+
+
 def _outer_header(src: bytes, dst: bytes, proto: int, payload_len: int) -> bytes:
     """A minimal outer IP header, to run transport-mode decapsulation on a payload that a
     socket delivered without its header (UDP-encapsulated or raw IPv6 ESP)."""
@@ -79,9 +99,10 @@ class Engine:
         self._pending: dict[tuple[int, int, bytes, bytes], _Pending] = {}
         self._acquire_seq = 0
         self._released: deque[Action] = deque()
-        # outbound SA choice per (policy index, template position, src, dst), valid for
-        # one SAD generation
-        self._out_cache: dict[tuple[int, int, bytes, bytes], SadEntry] = {}
+        self._plans: dict[int, _Plan] = {}
+        # The SAs a policy resolves to: keyed by policy index (tunnel templates) or by
+        # (index, flow src, flow dst) (transport); valid for one SAD generation.
+        self._out_cache: dict[object, tuple[SadEntry, ...]] = {}
         self._out_cache_gen = -1
 
     def set_local_addresses(self, addresses: Iterable[str | IPAddress]) -> None:
@@ -119,22 +140,24 @@ class Engine:
         if self._out_cache_gen != self.sad.generation:
             self._out_cache.clear()
             self._out_cache_gen = self.sad.generation
-        entries: list[SadEntry] = []
-        for position, tmpl in enumerate(policy.templates):
-            if tmpl.mode == "tunnel" and tmpl.src is not None and tmpl.dst is not None:
-                src, dst = _packed(tmpl.src), _packed(tmpl.dst)
-            else:
-                src, dst = flow_src, flow_dst
-            key = (policy.index, position, src, dst)
-            entry = self._out_cache.get(key)
-            if entry is None:
+        plan = self._plans.get(policy.index)
+        if plan is None:
+            plan = self._plans[policy.index] = _Plan.of(policy)
+        # Tunnel templates name their endpoints; transport ones take the packet's.
+        key = policy.index if plan.tunnel_only else (policy.index, flow_src, flow_dst)
+        entries = self._out_cache.get(key)
+        if entries is None:
+            found: list[SadEntry] = []
+            for position, (tmpl, src, dst) in enumerate(plan.steps):
+                if src is None or dst is None:
+                    src, dst = flow_src, flow_dst
                 entry = self.sad.find_outbound(src, dst, tmpl.proto, tmpl.mode, tmpl.reqid)
                 if entry is None:
                     if tmpl.level == "use":
                         continue  # optional protection (RFC 2367 "use" level): skip it
                     return self._acquire(policy, position, tmpl, src, dst, packet, now)
-                self._out_cache[key] = entry
-            entries.append(entry)
+                found.append(entry)
+            entries = self._out_cache[key] = tuple(found)
         if not entries:
             self.stats["bypass_out"] += 1
             return Bypass(packet)
@@ -330,7 +353,10 @@ class Engine:
             self.stats[Reason.IN_POL_BLOCK] += 1
             return _drop(Reason.IN_POL_BLOCK)
         elif policy.action == "protect":
-            if not any(_satisfies(entry, t, flow.src, flow.dst) for t in policy.templates):
+            plan = self._plans.get(policy.index)
+            if plan is None:
+                plan = self._plans[policy.index] = _Plan.of(policy)
+            if not any(_satisfies(entry, *step) for step in plan.steps):
                 self.stats[Reason.IN_TMPL_MISMATCH] += 1
                 return _drop(Reason.IN_TMPL_MISMATCH)
             self.spd.count(policy, len(inner), now)
@@ -461,11 +487,12 @@ class Engine:
 
     def _forget_policy(self, index: int) -> None:
         self._out_cache.clear()
+        self._plans.pop(index, None)
         for key in [k for k in self._pending if k[0] == index]:
             self.stats["queue_expired"] += len(self._pending.pop(key).held)
 
 
-def _satisfies(entry: SadEntry, tmpl: Template, flow_src: bytes, flow_dst: bytes) -> bool:
+def _satisfies(entry: SadEntry, tmpl: Template, src: bytes | None, dst: bytes | None) -> bool:
     """Does the SA that carried a packet match a policy template (xfrm_state_ok)?"""
     if tmpl.proto != entry.proto or tmpl.mode != entry.mode:
         return False
@@ -475,9 +502,9 @@ def _satisfies(entry: SadEntry, tmpl: Template, flow_src: bytes, flow_dst: bytes
         return False
     if entry.mode == "tunnel":
         # An inbound template names the peer as src and us as dst, like the SA.
-        if tmpl.src is not None and _packed(tmpl.src) != entry.src_packed:
+        if src is not None and src != entry.src_packed:
             return False
-        if tmpl.dst is not None and _packed(tmpl.dst) != entry.dst_packed:
+        if dst is not None and dst != entry.dst_packed:
             return False
     return True
 
