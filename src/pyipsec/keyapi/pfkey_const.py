@@ -5,8 +5,10 @@ The values are the ones Linux assigns in ``<linux/pfkeyv2.h>`` and ``<linux/ipse
 wire format embeds), so a message built here is byte-identical to one a Linux tool sends.
 
 Algorithm numbers: Linux has no PF_KEY number for ChaCha20-Poly1305 (RFC 7634). The crypto
-registry (``pyipsec.crypto.algorithms``) picks a private one for the embedded engine; that
-number is ours, not Linux's, and a real kernel would refuse it.
+registry (``pyipsec.crypto.algorithms``) picks one from the private range 249-255 for the
+embedded engine (``SADB_X_EALG_CHACHA20POLY1305 = 249`` there); that number is ours, not
+Linux's, and a real kernel would refuse it (ENOSYS). It is not defined here, so that this
+module holds only Linux's numbers.
 """
 
 from __future__ import annotations
