@@ -47,8 +47,9 @@ _AEAD_ICV_LEN = 16
 _MAX_COUNTER = 2**64 - 1
 
 # integ id -> (hash, key length, ICV length): RFC 2404 and RFC 4868 §2.
+# HMAC-SHA1-96 is a MAC here, where SHA-1 collisions do not matter (RFC 8247 §2.3).
 _INTEG: dict[int, tuple[hashes.HashAlgorithm, int, int]] = {
-    IntegId.HMAC_SHA1_96: (hashes.SHA1(), 20, 12),  # noqa: S303 - RFC 8247 keeps HMAC-SHA1-96
+    IntegId.HMAC_SHA1_96: (hashes.SHA1(), 20, 12),  # noqa: S303
     IntegId.HMAC_SHA2_256_128: (hashes.SHA256(), 32, 16),
     IntegId.HMAC_SHA2_384_192: (hashes.SHA384(), 48, 24),
     IntegId.HMAC_SHA2_512_256: (hashes.SHA512(), 64, 32),
