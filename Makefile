@@ -11,9 +11,11 @@ test: $(STAMP)
 	$(MAKE) lint
 	$(BIN)/pytest
 
+LINTED := $(wildcard src tests bench)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy --strict src
 
 # Unit tests only (no root, no namespaces): quick feedback while coding.
