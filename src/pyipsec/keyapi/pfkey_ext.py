@@ -12,7 +12,7 @@ Deviations, each because the dataclass could not give the same bytes back, also 
 EINVAL and are marked "stricter than Linux" below: a sensitivity extension whose length
 is not its bitmaps', a proposal with a partial ``sadb_comb``, a sockaddr pair longer than
 two sockaddrs, trailing bytes after the last ipsecrequest, a filter with a family other
-than AF_INET/AF_INET6. Reserved fields and padding are ignored on input and written as
+than k.AF_INET/k.AF_INET6. Reserved fields and padding are ignored on input and written as
 zeros, as the kernel does.
 
 Builders raise ``ConfigError`` for values that do not fit the wire format.
@@ -23,44 +23,12 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import ClassVar, Final, TypeAlias
 
 from pyipsec.errors import ConfigError, KeyApiError
-from pyipsec.keyapi.pfkey_const import (
-    AF_INET,
-    AF_INET6,
-    SADB_EXT_ADDRESS_DST,
-    SADB_EXT_ADDRESS_PROXY,
-    SADB_EXT_ADDRESS_SRC,
-    SADB_EXT_IDENTITY_DST,
-    SADB_EXT_IDENTITY_SRC,
-    SADB_EXT_KEY_AUTH,
-    SADB_EXT_KEY_ENCRYPT,
-    SADB_EXT_LIFETIME_CURRENT,
-    SADB_EXT_LIFETIME_HARD,
-    SADB_EXT_LIFETIME_SOFT,
-    SADB_EXT_MAX,
-    SADB_EXT_PROPOSAL,
-    SADB_EXT_SA,
-    SADB_EXT_SENSITIVITY,
-    SADB_EXT_SPIRANGE,
-    SADB_EXT_SUPPORTED_AUTH,
-    SADB_EXT_SUPPORTED_ENCRYPT,
-    SADB_SASTATE_MATURE,
-    SADB_X_EXT_FILTER,
-    SADB_X_EXT_KMADDRESS,
-    SADB_X_EXT_KMPRIVATE,
-    SADB_X_EXT_NAT_T_DPORT,
-    SADB_X_EXT_NAT_T_OA,
-    SADB_X_EXT_NAT_T_SPORT,
-    SADB_X_EXT_NAT_T_TYPE,
-    SADB_X_EXT_POLICY,
-    SADB_X_EXT_SA2,
-    SADB_X_EXT_SEC_CTX,
-    SEC_CTX_MAX,
-)
+from pyipsec.keyapi import pfkey_const as k
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 
@@ -93,15 +61,20 @@ _SOCKADDR_IN: Final = struct.Struct("=H2s4s8x")  # struct sockaddr_in, 16
 _SOCKADDR_IN6: Final = struct.Struct("=H2s4s16sI")  # struct sockaddr_in6, 28
 
 ADDRESS_TYPES: Final = frozenset(
-    {SADB_EXT_ADDRESS_SRC, SADB_EXT_ADDRESS_DST, SADB_EXT_ADDRESS_PROXY, SADB_X_EXT_NAT_T_OA}
+    {
+        k.SADB_EXT_ADDRESS_SRC,
+        k.SADB_EXT_ADDRESS_DST,
+        k.SADB_EXT_ADDRESS_PROXY,
+        k.SADB_X_EXT_NAT_T_OA,
+    }
 )
 LIFETIME_TYPES: Final = frozenset(
-    {SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD, SADB_EXT_LIFETIME_SOFT}
+    {k.SADB_EXT_LIFETIME_CURRENT, k.SADB_EXT_LIFETIME_HARD, k.SADB_EXT_LIFETIME_SOFT}
 )
-KEY_TYPES: Final = frozenset({SADB_EXT_KEY_AUTH, SADB_EXT_KEY_ENCRYPT})
-IDENTITY_TYPES: Final = frozenset({SADB_EXT_IDENTITY_SRC, SADB_EXT_IDENTITY_DST})
-SUPPORTED_TYPES: Final = frozenset({SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT})
-NAT_T_PORT_TYPES: Final = frozenset({SADB_X_EXT_NAT_T_SPORT, SADB_X_EXT_NAT_T_DPORT})
+KEY_TYPES: Final = frozenset({k.SADB_EXT_KEY_AUTH, k.SADB_EXT_KEY_ENCRYPT})
+IDENTITY_TYPES: Final = frozenset({k.SADB_EXT_IDENTITY_SRC, k.SADB_EXT_IDENTITY_DST})
+SUPPORTED_TYPES: Final = frozenset({k.SADB_EXT_SUPPORTED_AUTH, k.SADB_EXT_SUPPORTED_ENCRYPT})
+NAT_T_PORT_TYPES: Final = frozenset({k.SADB_X_EXT_NAT_T_SPORT, k.SADB_X_EXT_NAT_T_DPORT})
 
 
 def _einval(why: str) -> KeyApiError:
@@ -132,16 +105,16 @@ class SockAddr:
 
 def sockaddr_len(family: int) -> int:
     """sizeof the sockaddr of ``family``; 0 for a family PF_KEY on Linux cannot carry."""
-    if family == AF_INET:
+    if family == k.AF_INET:
         return _SOCKADDR_IN.size
-    if family == AF_INET6:
+    if family == k.AF_INET6:
         return _SOCKADDR_IN6.size
     return 0
 
 
 def _parse_sockaddr(buf: memoryview, off: int, family: int) -> SockAddr:
     # The caller checked the family and that the whole sockaddr is in buf.
-    if family == AF_INET:
+    if family == k.AF_INET:
         (
             _,
             port,
@@ -156,10 +129,10 @@ def _build_sockaddr(sa: SockAddr) -> bytes:
     if isinstance(sa.addr, IPv4Address):
         if sa.flowinfo or sa.scope_id:
             raise ConfigError("flowinfo and scope_id exist only in an IPv6 sockaddr")
-        return _SOCKADDR_IN.pack(AF_INET, _BE16.pack(sa.port), sa.addr.packed)
+        return _SOCKADDR_IN.pack(k.AF_INET, _BE16.pack(sa.port), sa.addr.packed)
     if isinstance(sa.addr, IPv6Address):
         return _SOCKADDR_IN6.pack(
-            AF_INET6, _BE16.pack(sa.port), _BE32.pack(sa.flowinfo), sa.addr.packed, sa.scope_id
+            k.AF_INET6, _BE16.pack(sa.port), _BE32.pack(sa.flowinfo), sa.addr.packed, sa.scope_id
         )
     raise ConfigError(f"not an IPv4Address or IPv6Address: {sa.addr!r}")
 
@@ -197,10 +170,10 @@ def _build_sockaddr_pair(first: SockAddr, second: SockAddr) -> bytes:
 class Sa:
     """``sadb_sa`` (RFC 2367 §2.3.1). ``spi`` is the SPI as a number."""
 
-    exttype: ClassVar[int] = SADB_EXT_SA
+    exttype: ClassVar[int] = k.SADB_EXT_SA
     spi: int
     replay: int = 0
-    state: int = SADB_SASTATE_MATURE
+    state: int = k.SADB_SASTATE_MATURE
     auth: int = 0
     encrypt: int = 0
     flags: int = 0
@@ -237,7 +210,7 @@ class Address:
 
     @property
     def family(self) -> int:
-        return AF_INET if isinstance(self.addr, IPv4Address) else AF_INET6
+        return k.AF_INET if isinstance(self.addr, IPv4Address) else k.AF_INET6
 
     @property
     def sockaddr(self) -> SockAddr:
@@ -271,7 +244,7 @@ class Identity:
 class Sensitivity:
     """``sadb_sens`` (§2.3.6) with its sensitivity and integrity bitmaps (64-bit words)."""
 
-    exttype: ClassVar[int] = SADB_EXT_SENSITIVITY
+    exttype: ClassVar[int] = k.SADB_EXT_SENSITIVITY
     dpd: int
     sens_level: int = 0
     integ_level: int = 0
@@ -304,7 +277,7 @@ class Comb:
 class Proposal:
     """``sadb_prop`` and its ``sadb_comb`` list (§2.3.7)."""
 
-    exttype: ClassVar[int] = SADB_EXT_PROPOSAL
+    exttype: ClassVar[int] = k.SADB_EXT_PROPOSAL
     replay: int
     combs: tuple[Comb, ...] = ()
 
@@ -331,7 +304,7 @@ class Supported:
 class SpiRange:
     """``sadb_spirange`` (§2.3.9), in host order like the kernel reads it."""
 
-    exttype: ClassVar[int] = SADB_EXT_SPIRANGE
+    exttype: ClassVar[int] = k.SADB_EXT_SPIRANGE
     spi_min: int
     spi_max: int
 
@@ -340,7 +313,7 @@ class SpiRange:
 class KmPrivate:
     """``sadb_x_kmprivate``: opaque key-manager data, a multiple of 8 bytes."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_KMPRIVATE
+    exttype: ClassVar[int] = k.SADB_X_EXT_KMPRIVATE
     data: bytes = b""
 
 
@@ -348,7 +321,7 @@ class KmPrivate:
 class Sa2:
     """``sadb_x_sa2``: mode (IPSEC_MODE_*) and reqid of an SA."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_SA2
+    exttype: ClassVar[int] = k.SADB_X_EXT_SA2
     mode: int
     reqid: int = 0
     sequence: int = 0
@@ -370,7 +343,7 @@ class IpsecRequest:
 class Policy:
     """``sadb_x_policy`` (IPSEC_POLICY_*, IPSEC_DIR_*) and its ipsecrequests."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_POLICY
+    exttype: ClassVar[int] = k.SADB_X_EXT_POLICY
     policy_type: int
     direction: int
     policy_id: int = 0
@@ -382,7 +355,7 @@ class Policy:
 class NatTType:
     """``sadb_x_nat_t_type``: the UDP encapsulation (UDP_ENCAP_ESPINUDP)."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_NAT_T_TYPE
+    exttype: ClassVar[int] = k.SADB_X_EXT_NAT_T_TYPE
     encap_type: int
 
 
@@ -398,7 +371,7 @@ class NatTPort:
 class SecCtx:
     """``sadb_x_sec_ctx``: an LSM security context string."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_SEC_CTX
+    exttype: ClassVar[int] = k.SADB_X_EXT_SEC_CTX
     alg: int
     doi: int
     ctx: bytes = b""
@@ -408,7 +381,7 @@ class SecCtx:
 class KmAddress:
     """``sadb_x_kmaddress``: the addresses IKE uses for a MIGRATE."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_KMADDRESS
+    exttype: ClassVar[int] = k.SADB_X_EXT_KMADDRESS
     local: SockAddr
     remote: SockAddr
     reserved: int = 0  # the kernel passes it through to xfrm_kmaddress
@@ -418,7 +391,7 @@ class KmAddress:
 class Filter:
     """``sadb_x_filter``: source and destination prefixes that restrict a DUMP."""
 
-    exttype: ClassVar[int] = SADB_X_EXT_FILTER
+    exttype: ClassVar[int] = k.SADB_X_EXT_FILTER
     saddr: IPAddress
     daddr: IPAddress
     splen: int
@@ -426,36 +399,22 @@ class Filter:
 
     @property
     def family(self) -> int:
-        return AF_INET if isinstance(self.saddr, IPv4Address) else AF_INET6
+        return k.AF_INET if isinstance(self.saddr, IPv4Address) else k.AF_INET6
 
 
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
-    """An extension type beyond SADB_EXT_MAX, kept opaque (only with ``strict=False``)."""
+    """An extension type beyond k.SADB_EXT_MAX, kept opaque (only with ``strict=False``)."""
 
     exttype: int
     data: bytes = b""
 
 
+# The RFC 2367 extensions, then the Linux/KAME ones.
+_SadbExtension: TypeAlias = Sa | Lifetime | Address | Key | Identity | Sensitivity | Proposal
+_KameExtension: TypeAlias = SpiRange | KmPrivate | Sa2 | Policy | NatTType | NatTPort | SecCtx
 Extension: TypeAlias = (
-    Sa
-    | Lifetime
-    | Address
-    | Key
-    | Identity
-    | Sensitivity
-    | Proposal
-    | Supported
-    | SpiRange
-    | KmPrivate
-    | Sa2
-    | Policy
-    | NatTType
-    | NatTPort
-    | SecCtx
-    | KmAddress
-    | Filter
-    | UnknownExtension
+    _SadbExtension | Supported | _KameExtension | KmAddress | Filter | UnknownExtension
 )
 
 # --- parsers -----------------------------------------------------------------------
@@ -576,7 +535,7 @@ def _parse_nat_t_port(exttype: int, ext: memoryview) -> NatTPort:
 def _parse_sec_ctx(exttype: int, ext: memoryview) -> SecCtx:
     # af_key.c verify_sec_ctx_len: at most a page, and exactly the padded length.
     _, _, alg, doi, ctx_len = _SEC_CTX.unpack_from(ext)
-    if ctx_len > SEC_CTX_MAX:
+    if ctx_len > k.SEC_CTX_MAX:
         raise _einval("security context longer than a page")
     if len(ext) != align8(_SEC_CTX.size + ctx_len):
         raise _einval("security context length does not match the extension")
@@ -591,89 +550,61 @@ def _parse_kmaddress(exttype: int, ext: memoryview) -> KmAddress:
 
 def _parse_filter(exttype: int, ext: memoryview) -> Filter:
     _, _, saddr, daddr, family, splen, dplen = _FILTER.unpack_from(ext)
-    if family == AF_INET:  # an xfrm_address_t holds an IPv4 address in its first word
+    if family == k.AF_INET:  # an xfrm_address_t holds an IPv4 address in its first word
         return Filter(IPv4Address(saddr[:4]), IPv4Address(daddr[:4]), splen, dplen)
-    if family == AF_INET6:
+    if family == k.AF_INET6:
         return Filter(IPv6Address(saddr), IPv6Address(daddr), splen, dplen)
     raise _einval(f"filter family {family} not supported")  # stricter than Linux
 
 
 _Parser: TypeAlias = Callable[[int, memoryview], Extension]
 
-_PARSERS: Final[dict[int, _Parser]] = {
-    SADB_EXT_SA: _parse_sa,
-    SADB_EXT_LIFETIME_CURRENT: _parse_lifetime,
-    SADB_EXT_LIFETIME_HARD: _parse_lifetime,
-    SADB_EXT_LIFETIME_SOFT: _parse_lifetime,
-    SADB_EXT_ADDRESS_SRC: _parse_address,
-    SADB_EXT_ADDRESS_DST: _parse_address,
-    SADB_EXT_ADDRESS_PROXY: _parse_address,
-    SADB_EXT_KEY_AUTH: _parse_key,
-    SADB_EXT_KEY_ENCRYPT: _parse_key,
-    SADB_EXT_IDENTITY_SRC: _parse_identity,
-    SADB_EXT_IDENTITY_DST: _parse_identity,
-    SADB_EXT_SENSITIVITY: _parse_sensitivity,
-    SADB_EXT_PROPOSAL: _parse_proposal,
-    SADB_EXT_SUPPORTED_AUTH: _parse_supported,
-    SADB_EXT_SUPPORTED_ENCRYPT: _parse_supported,
-    SADB_EXT_SPIRANGE: _parse_spirange,
-    SADB_X_EXT_KMPRIVATE: _parse_kmprivate,
-    SADB_X_EXT_POLICY: _parse_policy,
-    SADB_X_EXT_SA2: _parse_sa2,
-    SADB_X_EXT_NAT_T_TYPE: _parse_nat_t_type,
-    SADB_X_EXT_NAT_T_SPORT: _parse_nat_t_port,
-    SADB_X_EXT_NAT_T_DPORT: _parse_nat_t_port,
-    SADB_X_EXT_NAT_T_OA: _parse_address,
-    SADB_X_EXT_SEC_CTX: _parse_sec_ctx,
-    SADB_X_EXT_KMADDRESS: _parse_kmaddress,
-    SADB_X_EXT_FILTER: _parse_filter,
+# Each type's parser and, as af_key.c's sadb_ext_min_len, the size of its fixed part.
+_TABLE: Final[dict[int, tuple[_Parser, int]]] = {
+    k.SADB_EXT_SA: (_parse_sa, _SA.size),
+    k.SADB_EXT_LIFETIME_CURRENT: (_parse_lifetime, _LIFETIME.size),
+    k.SADB_EXT_LIFETIME_HARD: (_parse_lifetime, _LIFETIME.size),
+    k.SADB_EXT_LIFETIME_SOFT: (_parse_lifetime, _LIFETIME.size),
+    k.SADB_EXT_ADDRESS_SRC: (_parse_address, _ADDRESS.size),
+    k.SADB_EXT_ADDRESS_DST: (_parse_address, _ADDRESS.size),
+    k.SADB_EXT_ADDRESS_PROXY: (_parse_address, _ADDRESS.size),
+    k.SADB_EXT_KEY_AUTH: (_parse_key, _KEY.size),
+    k.SADB_EXT_KEY_ENCRYPT: (_parse_key, _KEY.size),
+    k.SADB_EXT_IDENTITY_SRC: (_parse_identity, _IDENT.size),
+    k.SADB_EXT_IDENTITY_DST: (_parse_identity, _IDENT.size),
+    k.SADB_EXT_SENSITIVITY: (_parse_sensitivity, _SENS.size),
+    k.SADB_EXT_PROPOSAL: (_parse_proposal, _PROP.size),
+    k.SADB_EXT_SUPPORTED_AUTH: (_parse_supported, _SUPPORTED.size),
+    k.SADB_EXT_SUPPORTED_ENCRYPT: (_parse_supported, _SUPPORTED.size),
+    k.SADB_EXT_SPIRANGE: (_parse_spirange, _SPIRANGE.size),
+    k.SADB_X_EXT_KMPRIVATE: (_parse_kmprivate, _KMPRIVATE.size),
+    k.SADB_X_EXT_POLICY: (_parse_policy, _POLICY.size),
+    k.SADB_X_EXT_SA2: (_parse_sa2, _SA2.size),
+    k.SADB_X_EXT_NAT_T_TYPE: (_parse_nat_t_type, _NAT_T_TYPE.size),
+    k.SADB_X_EXT_NAT_T_SPORT: (_parse_nat_t_port, _NAT_T_PORT.size),
+    k.SADB_X_EXT_NAT_T_DPORT: (_parse_nat_t_port, _NAT_T_PORT.size),
+    k.SADB_X_EXT_NAT_T_OA: (_parse_address, _ADDRESS.size),
+    k.SADB_X_EXT_SEC_CTX: (_parse_sec_ctx, _SEC_CTX.size),
+    k.SADB_X_EXT_KMADDRESS: (_parse_kmaddress, _KMADDRESS.size),
+    k.SADB_X_EXT_FILTER: (_parse_filter, _FILTER.size),
 }
-
-# af_key.c sadb_ext_min_len: the fixed part of each extension.
-MIN_LEN: Final[dict[int, int]] = {
-    SADB_EXT_SA: _SA.size,
-    SADB_EXT_LIFETIME_CURRENT: _LIFETIME.size,
-    SADB_EXT_LIFETIME_HARD: _LIFETIME.size,
-    SADB_EXT_LIFETIME_SOFT: _LIFETIME.size,
-    SADB_EXT_ADDRESS_SRC: _ADDRESS.size,
-    SADB_EXT_ADDRESS_DST: _ADDRESS.size,
-    SADB_EXT_ADDRESS_PROXY: _ADDRESS.size,
-    SADB_EXT_KEY_AUTH: _KEY.size,
-    SADB_EXT_KEY_ENCRYPT: _KEY.size,
-    SADB_EXT_IDENTITY_SRC: _IDENT.size,
-    SADB_EXT_IDENTITY_DST: _IDENT.size,
-    SADB_EXT_SENSITIVITY: _SENS.size,
-    SADB_EXT_PROPOSAL: _PROP.size,
-    SADB_EXT_SUPPORTED_AUTH: _SUPPORTED.size,
-    SADB_EXT_SUPPORTED_ENCRYPT: _SUPPORTED.size,
-    SADB_EXT_SPIRANGE: _SPIRANGE.size,
-    SADB_X_EXT_KMPRIVATE: _KMPRIVATE.size,
-    SADB_X_EXT_POLICY: _POLICY.size,
-    SADB_X_EXT_SA2: _SA2.size,
-    SADB_X_EXT_NAT_T_TYPE: _NAT_T_TYPE.size,
-    SADB_X_EXT_NAT_T_SPORT: _NAT_T_PORT.size,
-    SADB_X_EXT_NAT_T_DPORT: _NAT_T_PORT.size,
-    SADB_X_EXT_NAT_T_OA: _ADDRESS.size,
-    SADB_X_EXT_SEC_CTX: _SEC_CTX.size,
-    SADB_X_EXT_KMADDRESS: _KMADDRESS.size,
-    SADB_X_EXT_FILTER: _FILTER.size,
-}
+MIN_LEN: Final = {t: size for t, (_, size) in _TABLE.items()}
 
 # Extensions with no variable part. Linux accepts them longer and ignores the tail; a
 # strict parse refuses the tail, which no dataclass could give back.
 FIXED_LEN: Final[dict[int, int]] = {
     t: MIN_LEN[t]
     for t in (
-        SADB_EXT_SA,
-        SADB_EXT_LIFETIME_CURRENT,
-        SADB_EXT_LIFETIME_HARD,
-        SADB_EXT_LIFETIME_SOFT,
-        SADB_EXT_SPIRANGE,
-        SADB_X_EXT_SA2,
-        SADB_X_EXT_NAT_T_TYPE,
-        SADB_X_EXT_NAT_T_SPORT,
-        SADB_X_EXT_NAT_T_DPORT,
-        SADB_X_EXT_FILTER,
+        k.SADB_EXT_SA,
+        k.SADB_EXT_LIFETIME_CURRENT,
+        k.SADB_EXT_LIFETIME_HARD,
+        k.SADB_EXT_LIFETIME_SOFT,
+        k.SADB_EXT_SPIRANGE,
+        k.SADB_X_EXT_SA2,
+        k.SADB_X_EXT_NAT_T_TYPE,
+        k.SADB_X_EXT_NAT_T_SPORT,
+        k.SADB_X_EXT_NAT_T_DPORT,
+        k.SADB_X_EXT_FILTER,
     )
 }
 
@@ -686,7 +617,7 @@ def parse_extension(exttype: int, ext: memoryview, *, strict: bool = True) -> Ex
     """
     if exttype == 0:
         raise _einval("reserved extension type 0")
-    if exttype > SADB_EXT_MAX:
+    if exttype > k.SADB_EXT_MAX:
         if strict:  # Linux skips these; a codec that cannot name them refuses them
             raise _einval(f"unknown extension type {exttype}")
         return UnknownExtension(exttype, bytes(ext[_EXT_HDR.size :]))
@@ -695,7 +626,7 @@ def parse_extension(exttype: int, ext: memoryview, *, strict: bool = True) -> Ex
     fixed = FIXED_LEN.get(exttype)
     if strict and fixed is not None and len(ext) != fixed:
         raise _einval(f"extension {exttype} longer than its structure")
-    return _PARSERS[exttype](exttype, ext)
+    return _TABLE[exttype][0](exttype, ext)
 
 
 # --- builders ----------------------------------------------------------------------
@@ -766,26 +697,7 @@ def _build_sensitivity(e: Sensitivity) -> bytes:
 def _build_proposal(e: Proposal) -> bytes:
     size = _PROP.size + _COMB.size * len(e.combs)
     parts = [_PROP.pack(_words(size), e.exttype, e.replay)]
-    for c in e.combs:
-        parts.append(
-            _COMB.pack(
-                c.auth,
-                c.encrypt,
-                c.flags,
-                c.auth_minbits,
-                c.auth_maxbits,
-                c.encrypt_minbits,
-                c.encrypt_maxbits,
-                c.soft_allocations,
-                c.hard_allocations,
-                c.soft_bytes,
-                c.hard_bytes,
-                c.soft_addtime,
-                c.hard_addtime,
-                c.soft_usetime,
-                c.hard_usetime,
-            )
-        )
+    parts += [_COMB.pack(*astuple(comb)) for comb in e.combs]
     return b"".join(parts)
 
 
@@ -838,7 +750,7 @@ def _build_nat_t_port(e: NatTPort) -> bytes:
 
 
 def _build_sec_ctx(e: SecCtx) -> bytes:
-    if len(e.ctx) > SEC_CTX_MAX:
+    if len(e.ctx) > k.SEC_CTX_MAX:
         raise ConfigError("security context longer than a page")
     size = align8(_SEC_CTX.size + len(e.ctx))
     return _pad8(_SEC_CTX.pack(_words(size), e.exttype, e.alg, e.doi, len(e.ctx)) + e.ctx)
@@ -858,8 +770,8 @@ def _build_filter(e: Filter) -> bytes:
 
 
 def _build_unknown(e: UnknownExtension) -> bytes:
-    if e.exttype <= SADB_EXT_MAX or (_EXT_HDR.size + len(e.data)) % 8:
-        raise ConfigError("an unknown extension has a type > SADB_EXT_MAX and 8-byte size")
+    if e.exttype <= k.SADB_EXT_MAX or (_EXT_HDR.size + len(e.data)) % 8:
+        raise ConfigError("an unknown extension has a type > k.SADB_EXT_MAX and 8-byte size")
     return _EXT_HDR.pack(_words(_EXT_HDR.size + len(e.data)), e.exttype) + e.data
 
 
