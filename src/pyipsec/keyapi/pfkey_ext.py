@@ -1,7 +1,7 @@
 """PF_KEY v2 extensions: one frozen dataclass per ``sadb_*`` structure, with its codec.
 
 Layouts are those of ``<linux/pfkeyv2.h>``: every field in host byte order except the SPI,
-the ports and the sockaddrs' address fields, which are in network byte order (RFC 2367
+the ports and the sockaddrs' addresses and flowinfo, in network byte order (RFC 2367
 §2.3.1, §2.3.3). PF_KEY is a local socket, so "host order" is the order of this machine;
 the structs use ``=`` (native order, no alignment), as the packed C structs do.
 
@@ -12,7 +12,7 @@ Deviations, each because the dataclass could not give the same bytes back, also 
 EINVAL and are marked "stricter than Linux" below: a sensitivity extension whose length
 is not its bitmaps', a proposal with a partial ``sadb_comb``, a sockaddr pair longer than
 two sockaddrs, trailing bytes after the last ipsecrequest, a filter with a family other
-than k.AF_INET/k.AF_INET6. Reserved fields and padding are ignored on input and written as
+than AF_INET/AF_INET6. Reserved fields and padding are ignored on input and written as
 zeros, as the kernel does.
 
 Builders raise ``ConfigError`` for values that do not fit the wire format.
@@ -404,7 +404,7 @@ class Filter:
 
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
-    """An extension type beyond k.SADB_EXT_MAX, kept opaque (only with ``strict=False``)."""
+    """An extension type beyond SADB_EXT_MAX, kept opaque (only with ``strict=False``)."""
 
     exttype: int
     data: bytes = b""
@@ -771,7 +771,7 @@ def _build_filter(e: Filter) -> bytes:
 
 def _build_unknown(e: UnknownExtension) -> bytes:
     if e.exttype <= k.SADB_EXT_MAX or (_EXT_HDR.size + len(e.data)) % 8:
-        raise ConfigError("an unknown extension has a type > k.SADB_EXT_MAX and 8-byte size")
+        raise ConfigError("an unknown extension has a type > SADB_EXT_MAX and 8-byte size")
     return _EXT_HDR.pack(_words(_EXT_HDR.size + len(e.data)), e.exttype) + e.data
 
 
