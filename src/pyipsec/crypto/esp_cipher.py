@@ -48,6 +48,7 @@ _HDR = struct.Struct("!II")  # SPI, low 32 bits of the sequence number
 _HDR_IV = struct.Struct("!IIQ")  # header followed by the 64-bit sequence number as IV
 _AAD_ESN = struct.Struct("!III")  # SPI, seq_hi, seq_lo
 _U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
 _CTR = struct.Struct("!QQ")
 _M32 = 0xFFFFFFFF
 
@@ -99,8 +100,12 @@ class AeadEspCipher(EspCipher):
         self.esn = esn
 
     def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
-        hdr_iv = _HDR_IV.pack(spi, seq & _M32, seq)
-        return self.seal(prefix, hdr_iv, spi, seq, plaintext)
+        # Hot path: kept flat (no call to seal) since every call costs ~0.1 us here.
+        lo = seq & _M32
+        hdr = _HDR.pack(spi, lo)
+        iv = _U64.pack(seq)
+        aad = _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else hdr
+        return b"".join((prefix, hdr, iv, self._aead.encrypt(self._salt + iv, plaintext, aad)))
 
     def seal(self, prefix: bytes, hdr_iv: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
         """Encrypt with the explicit IV in ``hdr_iv[8:]`` (test vectors call this directly)."""

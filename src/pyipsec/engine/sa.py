@@ -17,7 +17,7 @@ from pyipsec.crypto.esp_cipher import Buffer, CbcHmacEspCipher, make_esp_cipher
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.replay import ReplayWindow
 from pyipsec.errors import ConfigError, PacketDropped, ParseError, Reason, SequenceExhausted
-from pyipsec.wire.esp import ESP_HEADER, NEXT_HEADER_NONE, PAD_BYTES, trailer
+from pyipsec.wire.esp import ESP_HEADER, NEXT_HEADER_NONE, PAD_BYTES, TRAILERS, trailer
 from pyipsec.wire.ip import (
     IPPROTO_ESP,
     IPPROTO_FRAGMENT,
@@ -290,11 +290,16 @@ class SecurityAssociation:
             flow = (packet[1] & 15) << 16 | packet[2] << 8 | packet[3]
         else:
             raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "not an IPv4 or IPv6 packet")
-        seq = self._next_seq()
-        payload: Buffer = packet
+        seq = self.seq_out + 1
+        if seq > self._seq_max:
+            seq = self._next_seq()  # raises SequenceExhausted
+        self.seq_out = seq
         if self.tfc_pad > n:
-            payload = b"".join((packet, bytes(self.tfc_pad - n)))
-        pt = b"".join((payload, trailer(len(payload), nh, self._align)))
+            payload: Buffer = b"".join((packet, bytes(self.tfc_pad - n)))
+            pt = b"".join((payload, trailer(len(payload), nh, self._align)))
+        else:
+            # The alignment is at most 16, so the trailer table covers every case.
+            pt = b"".join((packet, TRAILERS[nh][-(n + 2) % self._align]))
         esp_len = self._esp_fixed + len(pt)
         encap = self.encap
         if self.family == 4:

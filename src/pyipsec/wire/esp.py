@@ -27,7 +27,7 @@ PAD_BYTES = bytes(range(1, 256))
 
 # Trailer bytes (padding || pad length || next header) for every next header and each
 # padding length a block cipher of up to 16 bytes can need: built once, sliced never.
-_TRAILERS: tuple[tuple[bytes, ...], ...] = tuple(
+TRAILERS: tuple[tuple[bytes, ...], ...] = tuple(
     tuple(PAD_BYTES[:p] + bytes((p, nh)) for p in range(16)) for nh in range(256)
 )
 
@@ -60,7 +60,7 @@ def trailer(payload_len: int, next_header: int, align: int) -> bytes:
     """Padding, Pad Length and Next Header for a payload of ``payload_len`` bytes."""
     pad = -(payload_len + 2) % align
     if pad < 16:
-        return _TRAILERS[next_header][pad]
+        return TRAILERS[next_header][pad]
     return PAD_BYTES[:pad] + bytes((pad, next_header))
 
 
