@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pyipsec.engine.processor import Engine
 from pyipsec.errors import ConfigError, PyipsecError
 
 log = logging.getLogger("pyipsec.control")
@@ -349,7 +350,9 @@ def _ports(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def status_document(engine: Any, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_document(
+    engine: Engine, now: float, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What ``pyipsec status`` shows: SAs, policies with hit counts, non-zero statistics.
 
     Never any key: only algorithm names, addresses, SPIs, states and counters."""

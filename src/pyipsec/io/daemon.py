@@ -11,15 +11,41 @@ either.
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
+import ipaddress
 import itertools
 import logging
+import os
 import selectors
 import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from pyipsec.engine.actions import Action, Bypass, Deliver, Transmit
+from pyipsec.engine.events import (
+    Acquire,
+    Event,
+    Expire,
+    PolicyAdded,
+    PolicyDeleted,
+    SaAdded,
+    SaDeleted,
+)
+from pyipsec.engine.processor import Engine
+from pyipsec.engine.sad import SadEntry
+from pyipsec.errors import ConfigError, ParseError, PyipsecError, Reason
+from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer, status_document
+from pyipsec.io.mtu import TooBig, clamp_mss, fragment_ipv4, too_big_action
+from pyipsec.io.routing import MARK, PREF, TABLE, PolicyRoutes, local_addresses, route_device
+from pyipsec.io.sockets import NAT_T_PORT, NetworkSockets, Receiver
+from pyipsec.io.tun import Tun, interface_mtu
+from pyipsec.wire.ip import build_icmp_frag_needed, build_icmpv6_packet_too_big
+from pyipsec.wire.udpencap import classify
 
 log = logging.getLogger("pyipsec.daemon")
 
@@ -185,3 +211,404 @@ class SelectorLoop:
                 self._wake_r.close()
             self._wake_w = self._wake_r = None
         self._selector.close()
+
+
+# ====================================================================== the daemon ====
+BATCH = 64
+LOCAL_REFRESH = 30.0  # seconds between re-reads of the local addresses
+MTU_REFRESH = 1.0  # at most one path-MTU re-read per peer per second after EMSGSIZE
+DEFAULT_UNDERLAY_MTU = 1500
+MIN_TUN_MTU = 1280  # below this Linux disables IPv6 on the device (RFC 8200 §5)
+
+
+@dataclass
+class DaemonOptions:
+    """Settings from the command line (the config file comes later)."""
+
+    run_dir: Path
+    tun: str = "pyipsec0"
+    config: Path | None = None
+    table: int = TABLE
+    mark: int = MARK
+    pref: int = PREF
+    port: int = NAT_T_PORT
+    ipv6: bool = True
+    allowed_uids: tuple[int, ...] = (0,)
+
+
+class Daemon:
+    """One engine, its TUN, its sockets, its routes and its local API, on one loop.
+
+    Data path (all in loop callbacks, each reading a batch until EAGAIN or ``BATCH``):
+    TUN -> MSS clamp -> ``engine.outbound`` -> Transmit (ESP socket) | Bypass (raw
+    socket) | Drop/Hold; ESP/UDP socket -> ``engine.inbound_esp`` -> Deliver -> MSS clamp
+    -> TUN. After each batch: released held packets, events, the engine's next timer.
+    """
+
+    def __init__(self, options: DaemonOptions, engine: Engine | None = None) -> None:
+        self.options = options
+        self.engine = engine if engine is not None else Engine()
+        self.loop = SelectorLoop()
+        self.io_stats: dict[str, int] = dict.fromkeys(
+            ("tun_rx", "tun_tx", "tun_tx_error", "net_rx", "net_tx", "net_tx_error",
+             "emsgsize", "too_big_icmp", "too_big_fragmented", "too_big_dropped",
+             "bypass_tx_error", "ike_rx", "keepalive_rx"),
+            0,
+        )  # fmt: skip
+        self.tun: Tun | None = None
+        self.net: NetworkSockets | None = None
+        self.routes: PolicyRoutes | None = None
+        self.control: SeqpacketServer | None = None
+        self.servers: list[SeqpacketServer] = []
+        self.event_hooks: list[Callable[[Event], None]] = []
+        # IKE datagrams from port 4500 (after the non-ESP marker): (payload, src, dst,
+        # sport, dport), addresses packed. Until IKE lands they are counted and dropped.
+        self.ike_hook: Callable[[bytes, bytes, bytes, int, int], None] | None = None
+        self._engine_timer: TimerHandle | None = None
+        self._peer_mtu: dict[str, tuple[int, float]] = {}
+        self._pid_file = Path(options.run_dir) / "pyipsec.pid"
+        self._started = time.time()
+        self._closing = False
+
+    # -- lifetime -------------------------------------------------------------------
+    def start(self) -> None:
+        """Bring everything up; on any failure, what was built is torn down again."""
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        opts = self.options
+        run_dir = Path(opts.run_dir)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._claim_pid_file()
+        if opts.config is not None:
+            log.warning("--config %s ignored: the config loader does not exist yet", opts.config)
+        self.tun = Tun.open(opts.tun)
+        self.net = NetworkSockets(opts.mark, port=opts.port, ipv6=opts.ipv6)
+        self.routes = PolicyRoutes(self.tun.name, table=opts.table, mark=opts.mark, pref=opts.pref)
+        self.routes.setup()
+        self._refresh_local_addresses()
+        for policy in self.engine.dump_policy():
+            self.routes.add_policy(policy)
+        self.loop.add_reader(self.tun.fd, self._on_tun)
+        for sock, receive, is_udp in self.net.readers():
+            self.loop.add_reader(sock.fileno(), self._on_net, sock, receive, is_udp)
+        handler = JsonControlHandler({"status": self._cmd_status, "ping": lambda req: "pong"})
+        self.control = self.add_server("control.sock", handler)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        self._after_batch()
+        self._update_tun_mtu()
+        self._pid_file.write_text(f"{os.getpid()}\n")
+        log.info("running: tun %s, run dir %s", self.tun.name, run_dir)
+
+    def add_server(self, name: str, handler: Handler) -> SeqpacketServer:
+        """Serve ``handler`` on ``RUN_DIR/name`` (how pfkey.sock and xfrm.sock plug in)."""
+        server = SeqpacketServer(
+            Path(self.options.run_dir) / name,
+            handler,
+            self.loop,
+            allowed_uids=self.options.allowed_uids,
+            name=name.removesuffix(".sock"),
+        )
+        server.start()
+        self.servers.append(server)
+        return server
+
+    def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (or ``stop``), then tear everything down."""
+        self.start()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def close(self) -> None:
+        """Tear down in reverse order; safe to call twice and after a failed start."""
+        if self._closing:
+            return
+        self._closing = True
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
+        if self.routes is not None:
+            self.routes.teardown()
+        if self.net is not None:
+            self.net.close()
+        if self.tun is not None:
+            self.tun.close()
+        with contextlib.suppress(FileNotFoundError):
+            if self._pid_file.read_text().strip() == str(os.getpid()):
+                self._pid_file.unlink()
+        self.loop.close()
+        log.info("stopped")
+
+    def _claim_pid_file(self) -> None:
+        try:
+            pid = int(self._pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        if pid != os.getpid() and _alive(pid):
+            raise ConfigError(f"a daemon (pid {pid}) already uses {self.options.run_dir}")
+
+    def _on_stop_signal(self, sig: int) -> None:
+        log.info("%s: shutting down", signal.Signals(sig).name)
+        self.loop.stop()
+
+    def _on_reload(self) -> None:
+        log.info("SIGHUP: no configuration loader yet, nothing to reload")
+        self._refresh_local_addresses()
+
+    def _refresh_local_addresses(self) -> None:
+        try:
+            addresses = local_addresses()
+        except ConfigError as exc:
+            log.warning("local addresses: %s", exc)
+        else:
+            self.engine.set_local_addresses(addresses)
+            if self.routes is not None:
+                self.routes.set_local_addresses(addresses)
+        self.loop.call_later(LOCAL_REFRESH, self._refresh_local_addresses)
+
+    # -- key-management entry (PF_KEY/xfrm/IKE call this after changing the engine) ---
+    def after_key_management(self) -> None:
+        """Run what an SAD/SPD change may unblock: held packets, events, timers."""
+        self._after_batch()
+
+    # -- data path ------------------------------------------------------------------
+    def _on_tun(self) -> None:
+        tun = self.tun
+        if tun is None:
+            return
+        packets = tun.read_batch(BATCH)
+        self.io_stats["tun_rx"] += len(packets)
+        now = time.monotonic()
+        outbound = self.engine.outbound
+        mtu = tun.mtu
+        for packet in packets:
+            packet = clamp_mss(packet, mtu)
+            self._dispatch(outbound(packet, now), packet, now)
+        self._after_batch()
+
+    def _on_net(self, sock: socket.socket, receive: Receiver, is_udp: bool) -> None:
+        now = time.monotonic()
+        inbound = self.engine.inbound_esp
+        datagrams = receive(sock, BATCH)
+        self.io_stats["net_rx"] += len(datagrams)
+        port = self.options.port
+        for data, src, dst, sport, _ in datagrams:
+            if is_udp:
+                kind = classify(data)
+                if kind == "keepalive":
+                    # RFC 3948 §2.3: a NAT keepalive carries nothing; count it.
+                    self.engine.stats[Reason.NAT_KEEPALIVE] += 1
+                    self.io_stats["keepalive_rx"] += 1
+                    continue
+                if kind == "ike":
+                    self.io_stats["ike_rx"] += 1
+                    if self.ike_hook is not None:
+                        self.ike_hook(data[4:], src, dst, sport, port)
+                    else:
+                        self.engine.stats[Reason.NON_ESP] += 1
+                    continue
+                action = inbound(data, src, dst, (sport, port), now)
+            else:
+                action = inbound(data, src, dst, None, now)
+            self._dispatch(action, b"", now)
+        self._after_batch()
+
+    def _dispatch(self, action: Action, inner: bytes, now: float) -> None:
+        if isinstance(action, Transmit):
+            net = self.net
+            if net is None:
+                return
+            err = net.send_esp(action.data, action.src, action.dst, action.encap)
+            if not err:
+                self.io_stats["net_tx"] += 1
+            elif err == errno.EMSGSIZE and inner:
+                self.io_stats["emsgsize"] += 1
+                self._too_big(action, inner, now)
+            else:
+                self.io_stats["net_tx_error"] += 1
+        elif isinstance(action, Deliver):
+            tun = self.tun
+            if tun is None:
+                return
+            if tun.write(clamp_mss(action.packet, tun.mtu)):
+                self.io_stats["tun_tx"] += 1
+            else:
+                self.io_stats["tun_tx_error"] += 1
+        elif isinstance(action, Bypass) and (
+            self.net is None or self.net.send_bypass(action.packet)
+        ):
+            self.io_stats["bypass_tx_error"] += 1
+        # Drop (already counted by the engine) and Hold (queued in the engine): nothing.
+
+    def _after_batch(self) -> None:
+        engine = self.engine
+        released = engine.next_released()
+        if released is not None:
+            now = time.monotonic()
+            while released is not None:
+                self._dispatch(released, b"", now)
+                released = engine.next_released()
+        if len(engine.events):
+            self._drain_events()
+        self._arm_engine_timer()
+
+    def _arm_engine_timer(self) -> None:
+        when = self.engine.next_timer()
+        current = self._engine_timer
+        if when is None or (current is not None and not current.cancelled and current.when <= when):
+            return
+        if current is not None:
+            current.cancel()
+        self._engine_timer = self.loop.call_at(when, self._on_engine_timer)
+
+    def _on_engine_timer(self) -> None:
+        self._engine_timer = None
+        self.engine.handle_timer(time.monotonic())
+        self._after_batch()
+
+    def _drain_events(self) -> None:
+        sa_changed = False
+        while (event := self.engine.next_event()) is not None:
+            if isinstance(event, PolicyAdded):
+                self._route_policy(event.index)
+            elif isinstance(event, PolicyDeleted):
+                if self.routes is not None:
+                    self.routes.remove_policy(event.index)
+            elif isinstance(event, SaAdded | SaDeleted):
+                sa_changed = True
+                log.info("SA %s %s", event.sa, "added" if isinstance(event, SaAdded) else "gone")
+            elif isinstance(event, Acquire):
+                log.info("ACQUIRE %s -> %s (no SA; IKE not wired yet)", event.src, event.dst)
+            elif isinstance(event, Expire):
+                log.info(
+                    "%s EXPIRE %s (%s)", "hard" if event.hard else "soft", event.sa, event.cause
+                )
+            for hook in self.event_hooks:
+                hook(event)
+        if sa_changed:
+            self._update_tun_mtu()
+
+    def _route_policy(self, index: int) -> None:
+        if self.routes is None:
+            return
+        try:
+            policy = self.engine.get_policy(index)
+        except PyipsecError:
+            return  # deleted again before we saw the event
+        try:
+            self.routes.add_policy(policy)
+        except ConfigError as exc:
+            log.error("no route for policy %d: %s", index, exc)
+
+    # -- MTU --------------------------------------------------------------------------
+    def _underlay_mtu(self, peer: str, *, fresh: bool = False) -> int:
+        now = time.monotonic()
+        cached = self._peer_mtu.get(peer)
+        if cached is not None and (not fresh or now - cached[1] < MTU_REFRESH):
+            return cached[0]
+        mtu = DEFAULT_UNDERLAY_MTU
+        dev = route_device(peer, self.options.mark)
+        if dev is not None:
+            with contextlib.suppress(ConfigError):
+                mtu = interface_mtu(dev)
+        self._peer_mtu[peer] = (mtu, now)
+        return mtu
+
+    def _update_tun_mtu(self) -> None:
+        """TUN MTU = the smallest inner size any outbound SA carries within its path MTU,
+        so the kernel itself fragments or answers ICMP for what would not fit."""
+        tun = self.tun
+        if tun is None:
+            return
+        sizes = []
+        for entry in self.engine.dump_sa():
+            sa = entry.sa
+            if sa is None or not self._is_outbound(entry):
+                continue
+            sizes.append(sa.max_inner_size(self._underlay_mtu(entry.peer)))
+        if not sizes:
+            return
+        mtu = min(sizes)
+        if mtu < MIN_TUN_MTU:
+            log.warning(
+                "path MTU leaves %d bytes per inner packet; TUN kept at %d", mtu, MIN_TUN_MTU
+            )
+            mtu = MIN_TUN_MTU
+        try:
+            tun.set_mtu(mtu)
+        except OSError as exc:
+            log.warning("cannot set %s mtu %d: %s", tun.name, mtu, exc.strerror)
+
+    def _is_outbound(self, entry: SadEntry) -> bool:
+        """An SA we send on: its source is one of our addresses (all, if none known)."""
+        local = self.engine.local_addresses
+        return not local or entry.src_packed in local
+
+    def _too_big(self, t: Transmit, inner: bytes, now: float) -> None:
+        """The ESP packet for ``inner`` exceeded the path MTU (EMSGSIZE)."""
+        entry = self.engine.sad.lookup(ipaddress.ip_address(t.dst).packed, t.spi)
+        sa = entry.sa if entry is not None else None
+        if sa is None:
+            self.io_stats["too_big_dropped"] += 1
+            return
+        limit = sa.max_inner_size(self._underlay_mtu(t.dst, fresh=True))
+        if len(inner) <= limit:
+            # Our idea of the path MTU is stale: the kernel knows better; retry later.
+            self.io_stats["too_big_dropped"] += 1
+            return
+        decision = too_big_action(inner, limit)
+        tun = self.tun
+        if decision is TooBig.ICMP and tun is not None:
+            try:
+                if inner[0] >> 4 == 4:
+                    reply = build_icmp_frag_needed(inner, limit)
+                else:
+                    reply = build_icmpv6_packet_too_big(inner, limit, inner[24:40])
+            except (ParseError, ValueError):
+                self.io_stats["too_big_dropped"] += 1
+                return
+            tun.write(reply)
+            self.io_stats["too_big_icmp"] += 1
+        elif decision is TooBig.FRAGMENT:
+            self.io_stats["too_big_fragmented"] += 1
+            for fragment in fragment_ipv4(inner, limit):
+                action = self.engine.outbound(fragment, now)
+                # b"" as inner: a fragment that still does not fit is not split again.
+                self._dispatch(action, b"", now)
+        else:
+            self.io_stats["too_big_dropped"] += 1
+
+    # -- status -----------------------------------------------------------------------
+    def _cmd_status(self, request: dict[str, Any]) -> object:
+        extra: dict[str, Any] = {
+            "daemon": {
+                "pid": os.getpid(),
+                "uptime": time.time() - self._started,
+                "tun": self.tun.name if self.tun else None,
+                "tun_mtu": self.tun.mtu if self.tun else None,
+                "routes": self.routes.routes() if self.routes else {},
+                "io": {k: v for k, v in self.io_stats.items() if v},
+            }
+        }
+        return status_document(self.engine, time.monotonic(), extra)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
