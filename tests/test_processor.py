@@ -290,3 +290,29 @@ def test_transport_mode_ipv6_between_hosts() -> None:
     assert isinstance(got, Deliver)
     assert IPv6(got.packet)[UDP].load == b"hello"
     assert IPv6(got.packet).src == h1
+
+
+def test_transport_mode_ipv6_with_extension_header_in_front() -> None:
+    """ESP goes after hop-by-hop (RFC 4303 §3.1.1); the socket carries only what follows."""
+    from scapy.layers.inet6 import IPv6ExtHdrHopByHop
+
+    h1, h2 = "2001:db8::1", "2001:db8::2"
+    a, b = Engine(local_addresses=[h1]), Engine(local_addresses=[h2])
+    for engine, me, peer in ((a, h1, h2), (b, h2, h1)):
+        for direction, src, dst in (("out", me, peer), ("in", peer, me)):
+            engine.add_policy(
+                Policy(
+                    direction=direction,
+                    selector=Selector(src=src, dst=dst),
+                    action="protect",
+                    templates=[Template(proto="esp", mode="transport")],
+                )
+            )
+        engine.add_sa(sa_spec(0x4005, h1, h2, KEY_AB, AUTH_AB, mode="transport"), 0.0)
+    packet = bytes(IPv6(src=h1, dst=h2) / IPv6ExtHdrHopByHop() / UDP(sport=7, dport=9) / b"hbh")
+    action = a.outbound(packet, 0.0)
+    assert isinstance(action, Transmit)
+    assert action.data[:4] == (0x4005).to_bytes(4, "big")  # starts at the ESP header
+    got = b.inbound_esp(action.data, packed(h1), packed(h2), None, 0.0)
+    assert isinstance(got, Deliver)
+    assert IPv6(got.packet)[UDP].load == b"hbh"

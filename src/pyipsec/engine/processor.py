@@ -25,7 +25,7 @@ from pyipsec.engine.sad import SadEntry, SASpec, SaState, SecurityAssociationDat
 from pyipsec.engine.spd import Policy, SecurityPolicyDatabase, Selector, Template
 from pyipsec.engine.stats import EngineStats
 from pyipsec.errors import PacketDropped, ParseError, Reason, SequenceExhausted
-from pyipsec.wire.ip import IPv4Header, IPv6Header, build_ipv4, build_ipv6, extract_flow
+from pyipsec.wire.ip import IPv4Header, IPv6Header, build_ipv4, build_ipv6, extract_flow, walk_ipv6
 
 ACQUIRE_EXPIRES = 30.0  # seconds before a pending ACQUIRE may be sent again (kernel: 30 s)
 HOLD_LIMIT = 100  # packets held per pending ACQUIRE (the kernel's XFRM_MAX_QUEUE_LEN)
@@ -188,11 +188,14 @@ class Engine:
                 out = sa.esp_encrypt(packet, _IPV4_IN_ESP if packet[0] >> 4 == 4 else _IPV6_IN_ESP)
             else:
                 # Transport mode: the SA rewrites the IP header; the socket adds its own.
+                # (IPv4 options and IPv6 extension headers in front of ESP are not carried
+                # over: the socket builds a plain header.)
                 outer = sa.encapsulate(packet)
-                hdr = 20 if outer[0] >> 4 == 4 else 40
-                if sa.encap is not None:
-                    hdr += 8
-                out = outer[hdr:]
+                if outer[0] >> 4 == 4:
+                    hdr = (outer[0] & 0x0F) * 4
+                else:
+                    hdr = walk_ipv6(outer, stop_at=IPPROTO_UDP if sa.encap else IPPROTO_ESP).offset
+                out = outer[hdr + 8 :] if sa.encap is not None else outer[hdr:]
         except SequenceExhausted:
             # RFC 4303 §3.3.3: never wrap; the SA is spent and must be replaced.
             self.stats[Reason.OUT_STATE_SEQ_ERROR] += 1
