@@ -2,8 +2,9 @@
 
 Event loop: a small ``selectors`` (epoll) loop of our own rather than asyncio. The data
 path is a handful of file descriptors, each drained in batches per readiness callback;
-asyncio's ``add_reader`` adds a Handle allocation and a ready-queue round per callback
-for nothing we use (measured: see ``SelectorLoop``). The loop offers asyncio's
+asyncio's ``add_reader`` adds a Handle and a ready-queue round per callback for nothing we
+use. Measured on a wakeup-bound ping-pong of 1400-byte datagrams through one loop, asyncio
+took 1.04-1.13x the time of this loop. The loop offers asyncio's
 ``add_reader``/``add_writer``/``call_at`` names, so the servers in ``control`` run on
 either.
 """
