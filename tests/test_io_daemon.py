@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 
 from pyipsec.engine.processor import Engine
 from pyipsec.engine.sad import SASpec
@@ -155,6 +156,17 @@ def test_outbound_transmits_and_bypasses(daemon: Daemon) -> None:
     _outbound(daemon, plain)
     assert net.bypassed == [plain]
     assert daemon.io_stats["net_tx"] == 1
+
+
+def test_link_scoped_packets_from_the_tun_are_not_bypassed(daemon: Daemon) -> None:
+    # An IPv6 router solicitation and IGMP: bypassed, they would loop back onto the TUN.
+    rs = bytes(IPv6(src="fe80::1", dst="ff02::2") / ICMPv6ND_RS())
+    igmp = bytes(IP(src="198.51.100.1", dst="224.0.0.22") / (b"\x22" * 8))
+    link_local = bytes(IPv6(src="fe80::1", dst="fe80::2") / UDP())
+    for packet in (rs, igmp, link_local):
+        _outbound(daemon, packet)
+    assert daemon.net.bypassed == []  # type: ignore[union-attr]
+    assert daemon.io_stats["tun_link_local"] == 3
 
 
 def test_inbound_delivers_to_tun_with_mss_clamped(daemon: Daemon) -> None:

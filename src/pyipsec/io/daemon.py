@@ -253,7 +253,7 @@ class Daemon:
         self.io_stats: dict[str, int] = dict.fromkeys(
             ("tun_rx", "tun_tx", "tun_tx_error", "net_rx", "net_tx", "net_tx_error",
              "emsgsize", "too_big_icmp", "too_big_fragmented", "too_big_dropped",
-             "bypass_tx_error", "ike_rx", "keepalive_rx"),
+             "bypass_tx_error", "ike_rx", "keepalive_rx", "tun_link_local"),
             0,
         )  # fmt: skip
         self.tun: Tun | None = None
@@ -446,10 +446,15 @@ class Daemon:
                 self.io_stats["tun_tx"] += 1
             else:
                 self.io_stats["tun_tx_error"] += 1
-        elif isinstance(action, Bypass) and (
-            self.net is None or self.net.send_bypass(action.packet)
-        ):
-            self.io_stats["bypass_tx_error"] += 1
+        elif isinstance(action, Bypass):
+            packet = action.packet
+            if _link_scoped(packet):
+                # Router solicitations, MLD, IGMP... the kernel sends on the TUN link
+                # itself. Re-sent by the raw socket they would be routed back onto the
+                # TUN (multicast routes name it) and loop; they were for the link only.
+                self.io_stats["tun_link_local"] += 1
+            elif self.net is None or self.net.send_bypass(packet):
+                self.io_stats["bypass_tx_error"] += 1
         # Drop (already counted by the engine) and Hold (queued in the engine): nothing.
 
     def _after_batch(self) -> None:
@@ -603,6 +608,18 @@ class Daemon:
             }
         }
         return status_document(self.engine, time.monotonic(), extra)
+
+
+def _link_scoped(packet: bytes) -> bool:
+    """Multicast, broadcast or link-local destination (never routed off the link)."""
+    if len(packet) < 20:
+        return False
+    if packet[0] >> 4 == 4:
+        first = packet[16]
+        return first >= 224 or packet[16:18] == b"\xa9\xfe"  # 224/4, 240/4, 169.254/16
+    if len(packet) < 40:
+        return False
+    return packet[24] == 0xFF or (packet[24] == 0xFE and packet[25] & 0xC0 == 0x80)
 
 
 def _alive(pid: int) -> bool:
