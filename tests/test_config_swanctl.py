@@ -152,6 +152,22 @@ def test_over_time_follows_the_longer_of_rekey_and_reauth() -> None:
     assert cfg.connections[0].over_time == 3600
 
 
+def test_endpoint_forms() -> None:
+    text = "connections {\n c {\n  remote_addrs = %any6, 2001:db8::7, 192.0.2.0/25, "
+    text += "192.0.2.1-192.0.2.9, vpn.example.org\n }\n}\n"
+    conn = parse_swanctl(text).connections[0]
+    assert conn.remote_addrs == (
+        "%any6",
+        "2001:db8::7",
+        "192.0.2.0/25",
+        "192.0.2.1-192.0.2.9",
+        "vpn.example.org",
+    )
+    for bad in ("192.0.2.1-192.0.2.300", "192.0.2.9-192.0.2.1", "bad host!", "1.2.3"):
+        with pytest.raises(SwanctlError, match="expected addresses, subnets"):
+            parse_swanctl(f"connections {{\n c {{\n  remote_addrs = {bad}\n }}\n}}\n")
+
+
 def test_auth_rounds_are_ordered_by_round() -> None:
     text = (
         "connections {\n c {\n"
@@ -236,6 +252,14 @@ def roadwarrior(tmp_path: Path) -> Path:
             serialization.BestAvailableEncryption(b"pass phrase"),
         )
     )
+    (base / "pubkey").mkdir()
+    (base / "pubkey" / "peer.pem").write_bytes(
+        client_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    (base / "conf.d" / "raw.conf").write_text(
+        "connections {\n  raw {\n    remote {\n      auth = pubkey\n      pubkeys = peer.pem\n"
+        "    }\n  }\n}\n"
+    )
     (base / "conf.d" / "secrets.conf").write_text(
         'secrets {\n  pkcs8-client {\n    file = client.pem\n    secret = "pass phrase"\n  }\n}\n'
     )
@@ -245,8 +269,10 @@ def roadwarrior(tmp_path: Path) -> Path:
 def test_roadwarrior_with_certificates_pools_and_conf_d(roadwarrior: Path) -> None:
     cfg = load_swanctl(roadwarrior / "swanctl.conf")
     assert cfg.warnings == ()
-    # conf.d/*.conf are read in name order: client.conf, rw.conf, secrets.conf.
-    home, rw = cfg.connections
+    # conf.d/*.conf are read in name order: client, raw, rw, secrets.
+    home, raw, rw = cfg.connections
+    (peer_key,) = raw.remote[0].pubkeys
+    assert cfg.public_keys == (peer_key,)
     assert rw.name == "rw" and rw.source == f"{roadwarrior / 'conf.d' / 'rw.conf'}:2"
     assert rw.pools == ("rw-v4", "rw-v6") and rw.unique == "replace" and rw.fragmentation == "force"
     (gw_cert,) = rw.local[0].certs
@@ -283,6 +309,7 @@ def test_roadwarrior_with_certificates_pools_and_conf_d(roadwarrior: Path) -> No
     for secret, cert in ((keys["ecdsa"], gw_cert), (keys["pkcs8"], client_cert)):
         assert secret.key is not None
         assert secret.key.public_key().public_bytes(*pub) == cert.public_key().public_bytes(*pub)
+    assert peer_key.public_bytes(*pub) == client_cert.public_key().public_bytes(*pub)
     assert "pass phrase" not in repr(cfg)
 
 

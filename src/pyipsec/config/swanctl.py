@@ -212,17 +212,19 @@ def _endpoint(item: str) -> str:
     """An entry of local_addrs/remote_addrs: %any, address, subnet, range or DNS name."""
     if item in ("%any", "%any4", "%any6"):
         return item
+    looks_numeric = ":" in item or re.fullmatch(r"[0-9./-]+", item) is not None
     try:
         if "/" in item:
             return str(ipaddress.ip_network(item, strict=False))
-        if "-" in item and ":" not in item and not _HOSTNAME.fullmatch(item):
+        if "-" in item and looks_numeric:
             low, _, high = item.partition("-")
-            ipaddress.ip_address(low.strip())
-            ipaddress.ip_address(high.strip())
-            return item
+            start, end = ipaddress.ip_address(low.strip()), ipaddress.ip_address(high.strip())
+            if start.version != end.version or int(start) > int(end):
+                raise ValueError("empty range")
+            return f"{start}-{end}"
         return str(ipaddress.ip_address(item))
     except ValueError:
-        if _HOSTNAME.fullmatch(item) and not item.replace(".", "").isdigit():
+        if not looks_numeric and _HOSTNAME.fullmatch(item):
             return item
         raise ValueError(f"{item!r} is no address, subnet, range or host name") from None
 
