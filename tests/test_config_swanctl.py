@@ -396,7 +396,7 @@ def test_warnings_for_unsupported_and_unknown_keys() -> None:
         "w.conf:3: connections.c.aggressive is accepted but not acted on yet",
         "w.conf:5: unknown key connections.c.frobnicate ignored",
         "w.conf:7: unknown section connections.c.weird ignored",
-        "w.conf:21: unknown section .plugins ignored",
+        "w.conf:21: unknown section plugins ignored",
     ]
 
 

@@ -327,12 +327,13 @@ class _Reader:
 
     def finish(self, subsection_ok: Callable[[str], bool] = lambda name: False) -> None:
         """One warning for each key or subsection nobody looked at."""
+        prefix = f"{self.path}." if self.path else ""
         for key, setting in self.section.settings.items():
             if key not in self.seen:
-                self.ctx.warn(setting.location, f"unknown key {self.path}.{key} ignored")
+                self.ctx.warn(setting.location, f"unknown key {prefix}{key} ignored")
         for name, sub in self.section.sections.items():
             if not subsection_ok(name):
-                self.ctx.warn(sub.location, f"unknown section {self.path}.{name} ignored")
+                self.ctx.warn(sub.location, f"unknown section {prefix}{name} ignored")
 
 
 # -- credentials ---------------------------------------------------------------------------
