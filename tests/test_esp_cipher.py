@@ -19,6 +19,7 @@ from pyipsec.errors import ConfigError, ParseError
 from pyipsec.wire.esp import PAD_BYTES, split_trailer
 from vectors.esp_gcm_mcgrew import CASES as GCM_CASES
 from vectors.esp_rfc3602 import CASES as CBC_CASES
+from vectors.esp_rfc7634 import AEAD_2_8_2, ESP_EXAMPLE, unhex
 from vectors.hmac_rfc4231_rfc4868 import CASES as HMAC_CASES
 
 GCM_BY_KEYLEN = {16: "aes128gcm16", 24: "aes192gcm16", 32: "aes256gcm16"}
@@ -43,6 +44,33 @@ def test_gcm_vectors_encrypt_and_decrypt(case) -> None:
     tampered = bytearray(expected)
     tampered[-1] ^= 0x80
     assert cipher.decrypt(bytes(tampered), seq >> 32) is None
+
+
+def test_rfc8439_aead_vector_through_the_esp_cipher() -> None:
+    """RFC 8439 §2.8.2 maps onto ESP with ESN: salt = the nonce's first 4 bytes, IV =
+    the other 8, AAD = SPI || seq_hi || seq_lo (RFC 7634 §2.1)."""
+    v = AEAD_2_8_2
+    nonce, aad = unhex(v["nonce"]), unhex(v["aad"])
+    cipher = AeadEspCipher(enc_by_name("chacha20poly1305"), unhex(v["key"]) + nonce[:4], True)
+    spi, seq_hi, seq_lo = struct.unpack("!III", aad)
+    seq = seq_hi << 32 | seq_lo
+    hdr_iv = struct.pack("!II", spi, seq_lo) + nonce[4:]
+    pt = unhex(v["plaintext"])
+    expected = hdr_iv + unhex(v["ciphertext"]) + unhex(v["tag"])
+    assert cipher.seal(b"", hdr_iv, spi, seq, pt) == expected
+    assert bytes(cipher.decrypt(expected, seq_hi)) == pt
+    assert cipher.decrypt(expected, seq_hi ^ 1) is None  # seq_hi is authenticated
+
+
+def test_rfc7634_esp_example_through_the_esp_cipher() -> None:
+    v = ESP_EXAMPLE
+    packet = unhex(v["packet"])
+    esp = packet[20:]
+    cipher = AeadEspCipher(enc_by_name("chacha20poly1305"), unhex(v["keymat"]), False)
+    pt = unhex(v["inner"]) + unhex(v["plaintext_trailer"])
+    assert cipher.seal(packet[:20], esp[:16], v["spi"], v["seq"], pt) == packet
+    assert bytes(cipher.decrypt(esp, 0)) == pt
+    assert split_trailer(pt) == (len(pt) - 4, 4)
 
 
 @pytest.mark.parametrize("case", CBC_CASES, ids=lambda c: c["name"])
