@@ -1,0 +1,266 @@
+"""The sans-I/O top of the IKEv2 daemon: every IKE SA, routed by SPI.
+
+The shape is aioquic's: ``receive_datagram(data, local, remote, now)`` feeds one UDP
+payload in (io/ has already stripped the non-ESP marker of port 4500, RFC 3948 §2.2),
+``datagrams_to_send(now)`` says what to send, ``get_timer()``/``handle_timer(now)``
+drive retransmissions and timeouts, ``next_event()`` reports what happened. Nothing
+here reads a clock or touches a socket.
+
+Routing (RFC 7296 §2.1, §2.6): an IKE_SA_INIT request with a zero responder SPI is a
+new IKE SA, or a retransmission of one we answered (same initiator SPI and address);
+anything else is found by our own SPI, which is SPIr when the I flag says the peer is
+the original initiator, SPIi otherwise. Unknown SPIs and malformed messages are
+dropped (§2.21); when more than ``cookie_threshold`` IKE SAs are half open, new ones
+must return a COOKIE first (§2.6), which costs us no state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyipsec.engine.backend import KeyManagementBackend
+from pyipsec.errors import ConfigError, ParseError
+from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
+from pyipsec.ike.v2.events import Endpoint, Event
+from pyipsec.ike.v2.ike_sa import Context, Datagram, IkeConfigLike, IkeSa, IkeSaState, NotifyError
+from pyipsec.ike.v2.message import IkeHeader, IkeMessage, build_message, parse_message
+from pyipsec.ike.v2.payloads import NotifyPayload, Payload
+from pyipsec.ike.v2.task_manager import RetransmitSettings, Task, TaskManager
+from pyipsec.ike.v2.tasks.ike_init import CookieJar, IkeInit, request_nonce
+
+log = logging.getLogger(__name__)
+
+IKE_PORT = 500
+NATT_PORT = 4500
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    retransmit: RetransmitSettings = field(default_factory=RetransmitSettings)
+    cookie_threshold: int = 30  # half-open IKE SAs before COOKIEs are demanded (§2.6)
+    half_open_timeout: float = 30.0  # seconds a responder waits for IKE_AUTH
+    nonce_len: int = 32
+
+
+class IkeManager:
+    """All IKE SAs of one daemon, over one key-management backend."""
+
+    def __init__(
+        self,
+        backend: KeyManagementBackend,
+        configs: Sequence[IkeConfigLike] = (),
+        settings: ManagerSettings | None = None,
+    ) -> None:
+        self.settings = settings or ManagerSettings()
+        self.ctx = Context(backend, nonce_len=self.settings.nonce_len)
+        self.configs: dict[str, IkeConfigLike] = {}
+        for config in configs:
+            self.add_config(config)
+        self._sas: dict[bytes, TaskManager] = {}  # by our SPI
+        self._half_open: dict[tuple[bytes, str, int], TaskManager] = {}
+        self._created: dict[bytes, float] = {}  # responder SAs not yet authenticated
+        self.cookies = CookieJar()
+        self.dropped = 0
+
+    def add_config(self, config: IkeConfigLike) -> None:
+        self.configs[config.name] = config
+
+    # -- the sans-I/O interface ------------------------------------------------------
+
+    def initiate(
+        self,
+        name: str,
+        now: float,
+        *,
+        local: Endpoint | None = None,
+        remote: Endpoint | None = None,
+    ) -> IkeSa:
+        """Start connection ``name``: IKE_SA_INIT, IKE_AUTH and its first CHILD SA."""
+        config = self.configs.get(name)
+        if config is None:
+            raise ConfigError(f"no connection named {name!r}")
+        if local is None:
+            if not config.local_addrs:
+                raise ConfigError(f"connection {name!r} has no local address to initiate from")
+            local = (config.local_addrs[0], IKE_PORT)
+        if remote is None:
+            if not config.remote_addrs:
+                raise ConfigError(f"connection {name!r} has no remote address to initiate to")
+            remote = (config.remote_addrs[0], IKE_PORT)
+        sa = IkeSa(self.ctx, initiator=True, local=local, remote=remote, config=config)
+        tm = self._task_manager(sa)
+        for task in self._initiator_tasks(sa):
+            tm.queue(task)
+        self._sas[sa.my_spi] = tm
+        tm.initiate(now)
+        return sa
+
+    def receive_datagram(self, data: bytes, local: Endpoint, remote: Endpoint, now: float) -> None:
+        """One UDP payload from ``remote`` to ``local``; never raises for bad input."""
+        try:
+            message = parse_message(data)
+        except ParseError:
+            self.dropped += 1  # §2.21: unauthenticated garbage is dropped silently
+            return
+        header = message.header
+        if (
+            header.exchange_type == ExchangeType.IKE_SA_INIT
+            and not header.is_response
+            and not any(header.spi_r)
+        ):
+            self._init_request(message, local, remote, now)
+            return
+        # The I flag says who started the IKE SA: if the peer did, our SPI is SPIr.
+        my_spi = header.spi_r if header.is_initiator else header.spi_i
+        tm = self._sas.get(my_spi)
+        if tm is None or tm.sa.initiator == header.is_initiator or tm.sa.spi_i != header.spi_i:
+            self.dropped += 1
+            return
+        sa = tm.sa
+        if any(sa.spi_r) and sa.spi_r != header.spi_r:
+            self.dropped += 1
+            return
+        if sa.initiator and not any(sa.spi_r) and header.exchange_type != ExchangeType.IKE_SA_INIT:
+            self.dropped += 1
+            return
+        tm.process_message(message, now)
+        self._settle(tm)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out = self.ctx.outbox
+        self.ctx.outbox = []
+        return out
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (tm.get_timer() for tm in self._sas.values()) if t is not None]
+        times.extend(t + self.settings.half_open_timeout for t in self._created.values())
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for spi, tm in list(self._sas.items()):
+            tm.handle_timer(now)
+            created = self._created.get(spi)
+            if (
+                created is not None
+                and now >= created + self.settings.half_open_timeout
+                and tm.sa.state is not IkeSaState.ESTABLISHED
+            ):
+                tm.sa.destroy("timeout")
+            self._settle(tm)
+            tm.initiate(now)
+
+    def next_event(self) -> Event | None:
+        return self.ctx.events.popleft() if self.ctx.events else None
+
+    # -- views -------------------------------------------------------------------------
+
+    @property
+    def ike_sas(self) -> list[IkeSa]:
+        return [tm.sa for tm in self._sas.values()]
+
+    def task_manager(self, sa: IkeSa) -> TaskManager:
+        tm = self._sas.get(sa.my_spi)
+        if tm is None or tm.sa is not sa:
+            raise ConfigError("unknown IKE SA")
+        return tm
+
+    def half_open(self) -> int:
+        return len(self._created)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _task_manager(self, sa: IkeSa) -> TaskManager:
+        return TaskManager(sa, self._responder_tasks, self.settings.retransmit)
+
+    def _initiator_tasks(self, sa: IkeSa) -> list[Task]:
+        return [IkeInit(sa, True)]
+
+    def _responder_tasks(self, sa: IkeSa, header: IkeHeader, payloads: list[Payload]) -> list[Task]:
+        exchange = header.exchange_type
+        if exchange == ExchangeType.IKE_SA_INIT and sa.state is IkeSaState.CREATED:
+            return [IkeInit(sa, False)]
+        # An exchange that makes no sense in this state (§2.21: INVALID_SYNTAX).
+        raise NotifyError(NotifyType.INVALID_SYNTAX)
+
+    def _find_config(self, local: Endpoint, remote: Endpoint) -> IkeConfigLike | None:
+        for config in self.configs.values():
+            if _matches(config.local_addrs, local[0]) and _matches(config.remote_addrs, remote[0]):
+                return config
+        return None
+
+    def _init_request(
+        self, message: IkeMessage, local: Endpoint, remote: Endpoint, now: float
+    ) -> None:
+        header = message.header
+        if header.message_id != 0:
+            self.dropped += 1
+            return
+        key = (header.spi_i, remote[0], remote[1])
+        known = self._half_open.get(key)
+        if known is not None:
+            known.process_message(message, now)  # a retransmission: the cached answer
+            self._settle(known)
+            return
+        if len(self._created) >= self.settings.cookie_threshold and not self._cookie_ok(
+            message, remote
+        ):
+            nonce = request_nonce(message.payloads)
+            if nonce is None:
+                self.dropped += 1
+                return
+            cookie = self.cookies.make(nonce, remote[0], header.spi_i)
+            self._stateless(header, NotifyType.COOKIE, cookie, local, remote)
+            return
+        sa = IkeSa(
+            self.ctx,
+            initiator=False,
+            local=local,
+            remote=remote,
+            config=self._find_config(local, remote),
+            spi_i=header.spi_i,
+        )
+        tm = self._task_manager(sa)
+        self._sas[sa.my_spi] = tm
+        self._half_open[key] = tm
+        self._created[sa.my_spi] = now
+        tm.process_message(message, now)
+        self._settle(tm)
+
+    def _cookie_ok(self, message: IkeMessage, remote: Endpoint) -> bool:
+        first = message.payloads[0] if message.payloads else None
+        nonce = request_nonce(message.payloads)
+        if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
+            return False
+        if nonce is None:
+            return False
+        return self.cookies.check(first.data, nonce, remote[0], message.header.spi_i)
+
+    def _stateless(
+        self, request: IkeHeader, notify: int, data: bytes, local: Endpoint, remote: Endpoint
+    ) -> None:
+        header = IkeHeader(
+            request.spi_i, bytes(8), request.exchange_type, 0, int(HeaderFlag.RESPONSE)
+        )
+        packet = build_message(header, [NotifyPayload(notify, data)])
+        self.ctx.outbox.append(Datagram(packet, local, remote))
+
+    def _settle(self, tm: TaskManager) -> None:
+        """Forget destroyed SAs; stop counting authenticated ones as half open."""
+        sa = tm.sa
+        if sa.state is IkeSaState.ESTABLISHED:
+            self._created.pop(sa.my_spi, None)
+            return
+        if sa.state is not IkeSaState.DESTROYED:
+            return
+        if self._sas.get(sa.my_spi) is tm:
+            del self._sas[sa.my_spi]
+        self._created.pop(sa.my_spi, None)
+        for key, other in list(self._half_open.items()):
+            if other is tm:
+                del self._half_open[key]
+
+
+def _matches(addresses: Sequence[str], address: str) -> bool:
+    return not addresses or address in addresses or "%any" in addresses
