@@ -15,8 +15,9 @@
   (``select_chain``).
 
 `cryptography.x509.verification` is not used for the path: its verifiers apply the
-CA/Browser Forum (WebPKI) profile, which IKE certificates often fail (no serverAuth or
-clientAuth EKU, IP or email identities, Ed448 keys, no SAN on DN-identified peers).
+CA/Browser Forum (WebPKI) profile of TLS, which IKE certificates often do not follow
+(cryptography 46 refuses an end entity without authorityKeyIdentifier, and applies
+TLS's extended key usage rules; IKE peers are named by IP, email or DN as well).
 
 Nothing here reads files or the clock: callers pass bytes and ``now``.
 """
