@@ -12,6 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pki import NOW, Pki, cn, dns, email, ip, key
 from pyipsec.crypto import certs
@@ -442,3 +444,33 @@ def test_cert_and_certreq_payloads(pki: Pki) -> None:
     assert certs.select_chain([signer.chain], wanted, trust) == signer.chain
     with pytest.raises(ParseError):
         auth.requested_authorities([CertReqPayload(CertEncoding.X509_SIGNATURE, b"123")])
+
+
+# -- robustness ------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from([1, 2, 3, 9, 10, 11, 14, 200]),
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda alg, tail: bytes([len(alg)]) + alg + tail,
+                  st.sampled_from([s.algorithm_identifier() for s in SCHEMES.values()]),
+                  st.binary(max_size=200)),
+    ),
+    id_type=st.sampled_from([1, 2, 3, 5, 9, 11, 0, 77]),
+    id_data=st.binary(max_size=40),
+)  # fmt: skip
+def test_random_auth_only_fails_cleanly(
+    pki: Pki, method: int, data: bytes, id_type: int, id_data: bytes
+) -> None:
+    # Whatever the peer sends, verification ends in AuthenticationFailed, never in
+    # another exception.
+    trust = PeerTrust(psk=b"k", cas=TrustStore([pki.root]))
+    signer = _signer(pki, "p256")
+    chain = list(signer.chain)
+    with pytest.raises(AuthenticationFailed):
+        verify_auth(AuthPayload(method, data), b"octets", IdPayload(id_type, id_data), chain,
+                    trust, prf=PRF_HMAC_SHA2_256, now=NOW)  # fmt: skip

@@ -638,10 +638,11 @@ def _peer_keys(
         try:
             path = certs.verify_chain(cert_chain[0], cert_chain[1:], trust.cas, now)
             key = certs.public_key_of(path[0])
+            # RFC 7296 §3.5 / RFC 4945 §3.1: the ID must be in the certificate.
+            in_certificate = peer.matches_certificate(path[0])
         except CertificateError as exc:
             raise AuthenticationFailed(exc.reason, exc.detail) from exc
-        # RFC 7296 §3.5 / RFC 4945 §3.1: the ID must be in the certificate.
-        if not peer.matches_certificate(path[0]):
+        if not in_certificate:
             raise AuthenticationFailed("id-not-in-certificate", str(peer))
         return [key]
     if trust.public_keys:
