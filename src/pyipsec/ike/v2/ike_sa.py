@@ -238,6 +238,7 @@ class IkeSa:
         self.peer_fragmentation = False
         self.peer_sig_hashes: tuple[int, ...] = ()
         self.remote_id = ""
+        self.initial_contact = False  # the peer said it holds no other IKE SA with us
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
         self.mid_out = 0  # ID of our next request (§2.2)
         self.mid_in = 0  # ID of the peer's next request

@@ -24,10 +24,23 @@ from pyipsec.engine.backend import KeyManagementBackend
 from pyipsec.errors import ConfigError, ParseError
 from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
 from pyipsec.ike.v2.events import Endpoint, Event
-from pyipsec.ike.v2.ike_sa import Context, Datagram, IkeConfigLike, IkeSa, IkeSaState, NotifyError
+from pyipsec.ike.v2.ike_sa import (
+    ChildConfigLike,
+    ChildSa,
+    Context,
+    Datagram,
+    IkeConfigLike,
+    IkeSa,
+    IkeSaState,
+    NotifyError,
+)
 from pyipsec.ike.v2.message import IkeHeader, IkeMessage, build_message, parse_message
 from pyipsec.ike.v2.payloads import NotifyPayload, Payload
 from pyipsec.ike.v2.task_manager import RetransmitSettings, Task, TaskManager
+from pyipsec.ike.v2.tasks.child_create import ChildCreate
+from pyipsec.ike.v2.tasks.delete import DeleteChild, DeleteIke, Informational
+from pyipsec.ike.v2.tasks.dpd import Dpd
+from pyipsec.ike.v2.tasks.ike_auth import IkeAuth
 from pyipsec.ike.v2.tasks.ike_init import CookieJar, IkeInit, request_nonce
 
 log = logging.getLogger(__name__)
@@ -76,8 +89,10 @@ class IkeManager:
         *,
         local: Endpoint | None = None,
         remote: Endpoint | None = None,
+        child: str | None = None,
     ) -> IkeSa:
-        """Start connection ``name``: IKE_SA_INIT, IKE_AUTH and its first CHILD SA."""
+        """Start connection ``name``: IKE_SA_INIT, IKE_AUTH and a CHILD SA (``child``, or
+        the first one configured) in it."""
         config = self.configs.get(name)
         if config is None:
             raise ConfigError(f"no connection named {name!r}")
@@ -91,7 +106,7 @@ class IkeManager:
             remote = (config.remote_addrs[0], IKE_PORT)
         sa = IkeSa(self.ctx, initiator=True, local=local, remote=remote, config=config)
         tm = self._task_manager(sa)
-        for task in self._initiator_tasks(sa):
+        for task in self._initiator_tasks(sa, child):
             tm.queue(task)
         self._sas[sa.my_spi] = tm
         tm.initiate(now)
@@ -154,6 +169,39 @@ class IkeManager:
     def next_event(self) -> Event | None:
         return self.ctx.events.popleft() if self.ctx.events else None
 
+    # -- commands on established IKE SAs ---------------------------------------------
+
+    def create_child(self, sa: IkeSa, child: str, now: float) -> None:
+        """Another CHILD SA over ``sa`` (CREATE_CHILD_SA, §1.3.1)."""
+        if sa.config is None:
+            raise ConfigError("IKE SA without configuration")
+        tm = self.task_manager(sa)
+        tm.queue(ChildCreate(sa, True, _child_config(sa.config, child)))
+        tm.initiate(now)
+
+    def delete_child(self, sa: IkeSa, child: ChildSa, now: float) -> None:
+        tm = self.task_manager(sa)
+        tm.queue(DeleteChild(sa, child))
+        tm.initiate(now)
+
+    def delete_ike(self, sa: IkeSa, now: float) -> None:
+        """Delete ``sa`` and its CHILD SAs; an IKE SA not yet up is simply dropped."""
+        tm = self.task_manager(sa)
+        if sa.state is IkeSaState.ESTABLISHED:
+            tm.queued.clear()
+            tm.queue(DeleteIke(sa))
+            tm.initiate(now)
+        else:
+            tm.queued.clear()
+            sa.destroy("deleted")
+            self._settle(tm)
+
+    def dpd(self, sa: IkeSa, now: float) -> None:
+        """Check that the peer is alive (§1.4): an empty INFORMATIONAL request."""
+        tm = self.task_manager(sa)
+        tm.queue(Dpd(sa))
+        tm.initiate(now)
+
     # -- views -------------------------------------------------------------------------
 
     @property
@@ -174,13 +222,35 @@ class IkeManager:
     def _task_manager(self, sa: IkeSa) -> TaskManager:
         return TaskManager(sa, self._responder_tasks, self.settings.retransmit)
 
-    def _initiator_tasks(self, sa: IkeSa) -> list[Task]:
-        return [IkeInit(sa, True)]
+    def _initiator_tasks(self, sa: IkeSa, child: str | None = None) -> list[Task]:
+        tasks: list[Task] = [IkeInit(sa, True), IkeAuth(sa, True)]
+        config = sa.config
+        if config is not None and config.children:
+            first = _child_config(config, child)
+            tasks.append(ChildCreate(sa, True, first, in_ike_auth=True))
+        return tasks
 
     def _responder_tasks(self, sa: IkeSa, header: IkeHeader, payloads: list[Payload]) -> list[Task]:
-        exchange = header.exchange_type
-        if exchange == ExchangeType.IKE_SA_INIT and sa.state is IkeSaState.CREATED:
+        """The passive tasks for one request: which depends on exchange and state."""
+        exchange, state = header.exchange_type, sa.state
+        if exchange == ExchangeType.IKE_SA_INIT and state is IkeSaState.CREATED:
             return [IkeInit(sa, False)]
+        if exchange == ExchangeType.IKE_AUTH and state is IkeSaState.CONNECTING:
+            return [IkeAuth(sa, False), ChildCreate(sa, False, in_ike_auth=True)]
+        if exchange == ExchangeType.CREATE_CHILD_SA and state is IkeSaState.ESTABLISHED:
+            rekey = any(
+                isinstance(p, NotifyPayload) and p.notify_type == NotifyType.REKEY_SA
+                for p in payloads
+            )
+            if rekey:
+                # Rekeying (§1.3.2, §1.3.3) is not implemented yet: refuse, keep the SA.
+                raise NotifyError(NotifyType.NO_ADDITIONAL_SAS)
+            return [ChildCreate(sa, False)]
+        if exchange == ExchangeType.INFORMATIONAL and state in (
+            IkeSaState.ESTABLISHED,
+            IkeSaState.DELETING,
+        ):
+            return [Informational(sa)]
         # An exchange that makes no sense in this state (§2.21: INVALID_SYNTAX).
         raise NotifyError(NotifyType.INVALID_SYNTAX)
 
@@ -228,6 +298,14 @@ class IkeManager:
         tm.process_message(message, now)
         self._settle(tm)
 
+    def _initial_contact(self, sa: IkeSa) -> None:
+        """§2.4 INITIAL_CONTACT: the peer rebooted; its older IKE SAs with us are stale."""
+        for spi, other in list(self._sas.items()):
+            old = other.sa
+            if old is not sa and old.remote_id == sa.remote_id and old.name == sa.name:
+                old.destroy("replaced")
+                del self._sas[spi]
+
     def _cookie_ok(self, message: IkeMessage, remote: Endpoint) -> bool:
         first = message.payloads[0] if message.payloads else None
         nonce = request_nonce(message.payloads)
@@ -250,7 +328,8 @@ class IkeManager:
         """Forget destroyed SAs; stop counting authenticated ones as half open."""
         sa = tm.sa
         if sa.state is IkeSaState.ESTABLISHED:
-            self._created.pop(sa.my_spi, None)
+            if self._created.pop(sa.my_spi, None) is not None and sa.initial_contact:
+                self._initial_contact(sa)
             return
         if sa.state is not IkeSaState.DESTROYED:
             return
@@ -260,6 +339,13 @@ class IkeManager:
         for key, other in list(self._half_open.items()):
             if other is tm:
                 del self._half_open[key]
+
+
+def _child_config(config: IkeConfigLike, name: str | None) -> ChildConfigLike:
+    for child in config.children:
+        if name is None or child.name == name:
+            return child
+    raise ConfigError(f"connection {config.name!r} has no child {name!r}")
 
 
 def _matches(addresses: Sequence[str], address: str) -> bool:

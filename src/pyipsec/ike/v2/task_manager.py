@@ -258,6 +258,7 @@ class TaskManager:
         exchange = header.exchange_type
         out: list[Payload]
         fatal = False
+        reason = ""
         if exchange == ExchangeType.IKE_SA_INIT:
             payloads = message.payloads
             self.sa.init_request = message.raw
@@ -286,16 +287,19 @@ class TaskManager:
             for task in self.passive:
                 if task.build_response(out, now) is Status.FAILED:
                     fatal = True
+                    reason = task.fail_reason
         except NotifyError as exc:
             out = [_notify(exc.notify_type, exc.data)]
             fatal = exc.fatal
+            reason = ""
         self.passive = []
         # §1.3/§2.6: refusals of IKE_SA_INIT keep no state, so they name no SPIr.
         stateless = exchange == ExchangeType.IKE_SA_INIT and fatal
         self._answer(header, out, message.raw, stateless)
         if fatal and self.sa.state is not IkeSaState.DESTROYED:
             notify = out[0].notify_type if out and isinstance(out[0], NotifyPayload) else 0
-            reason = "auth-failed" if notify == NotifyType.AUTHENTICATION_FAILED else "failed"
+            if not reason:
+                reason = "auth-failed" if notify == NotifyType.AUTHENTICATION_FAILED else "failed"
             self.sa.destroy(reason, notify)
 
     def _answer(
