@@ -2,6 +2,11 @@
 and RFC 8420 §2 (Ed25519/Ed448 in IKEv2): DER AlgorithmIdentifier encodings as the RFCs
 print them (hex, with their spacing), keyed by the appendix section.
 
+Provenance: transcribed without the RFC text at hand, so each encoding pyipsec sends is
+checked against an independent encoder — the signatureAlgorithm OpenSSL writes into a
+certificate signed with the same algorithm (tests/ike/test_ike_rfc7427_vectors.py). The
+SHA-1 and DSA entries, which nothing here can sign with, are unchecked.
+
 ``scheme`` names the pyipsec.ike.v2.auth scheme the encoding selects (None: an algorithm
 pyipsec refuses or does not implement); ``sent`` says whether pyipsec sends exactly
 this encoding for that scheme.
