@@ -58,6 +58,7 @@ from pyipsec.keyapi.xfrm_structs import (
     ReplayStateEsn,
     Stats,
     UserpolicyInfo,
+    UserpolicyType,
     UsersaInfo,
     UserTmpl,
     XfrmId,
@@ -348,6 +349,8 @@ def policy_message(policy: Policy, msg_type: int = c.XFRM_MSG_NEWPOLICY) -> list
         msg = XfrmMessage(msg_type, info)
         if tmpls:
             msg.add(c.XFRMA_TMPL, tmpls)
+        # The kernel's dumps name the policy type (copy_to_user_policy_type); so do we.
+        msg.add(c.XFRMA_POLICY_TYPE, UserpolicyType(c.XFRM_POLICY_TYPE_MAIN))
         out.append(msg)
     return out
 
