@@ -7,6 +7,12 @@ set -euo pipefail
 declare -A NEED=(
   [ip]=iproute2
   [ping]=iputils-ping
+  [tcpdump]=tcpdump
+  [tshark]=tshark
+  [iperf3]=iperf3
+  [/usr/lib/ipsec/charon]=strongswan-charon
+  [swanctl]=strongswan-swanctl
+  [/usr/lib/ipsec/lookip]=libcharon-extra-plugins
 )
 
 missing=()
