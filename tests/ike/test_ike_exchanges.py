@@ -418,3 +418,80 @@ def test_cookie_then_full_establishment() -> None:
     pair.pump(0.0)
     assert sa_a.state is IkeSaState.ESTABLISHED and len(pair.wire) == 6
     send_esp(pair, "a", HOST_A, HOST_B)
+
+
+def test_trap_policy_acquire_negotiates_and_releases_the_held_packet() -> None:
+    from pyipsec.engine.actions import Hold
+    from pyipsec.engine.events import Acquire
+
+    pair = tunnel_pair()
+    reqid = pair.a.install_trap("gw", "net")
+    inner = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=4000, dport=53) / b"first packet")
+    assert isinstance(pair.engine_a.outbound(inner, 0.0), Hold)
+    acquire = pair.engine_a.next_event()
+    while acquire is not None and not isinstance(acquire, Acquire):
+        acquire = pair.engine_a.next_event()
+    assert isinstance(acquire, Acquire) and acquire.template.reqid == reqid
+    pair.a.handle_engine_event(acquire, 0.0)
+    pair.a.handle_engine_event(acquire, 0.0)  # a repeated ACQUIRE starts nothing new
+    pair.pump(0.0)
+    assert len(pair.a.ike_sas) == 1
+    (ch,) = of(pair.events("a"), ChildSaInstalled)
+    assert ch.reqid == reqid
+    # §2.9: the packet's selectors went first in TSi/TSr.
+    auth = parse_message(pair.wire[2][1].data)
+    assert auth.header.exchange_type == ExchangeType.IKE_AUTH
+    released = pair.engine_a.next_released()
+    assert isinstance(released, Transmit)
+    got = pair.engine_b.inbound_esp(
+        released.data, packed(released.src), packed(released.dst), None, 1.0
+    )
+    assert isinstance(got, Deliver) and got.packet == inner
+
+
+def test_expire_events_replace_or_delete_the_child() -> None:
+    from pyipsec.engine.events import Expire, SaId
+
+    pair = tunnel_pair()
+    sa_a = pair.a.initiate("gw", 0.0)
+    pair.pump(0.0)
+    (old,) = sa_a.children.values()
+    soft = Expire(
+        SaId(ipaddress.ip_address(GW_A), old.spi_in),
+        ipaddress.ip_address(GW_B),
+        old.reqid,
+        False,
+        "add_time",
+    )
+    pair.a.handle_engine_event(soft, 5.0)
+    pair.pump(5.0)
+    (new,) = sa_a.children.values()
+    assert new.spi_in != old.spi_in and new.reqid == old.reqid
+    assert len(pair.b.ike_sas[0].children) == 1
+    send_esp(pair, "a", HOST_A, HOST_B, 6.0)
+    send_esp(pair, "b", HOST_B, HOST_A, 6.0)
+    hard = Expire(
+        SaId(ipaddress.ip_address(GW_A), new.spi_in),
+        ipaddress.ip_address(GW_B),
+        new.reqid,
+        True,
+        "add_time",
+    )
+    pair.a.handle_engine_event(hard, 9.0)
+    pair.pump(9.0)
+    assert sa_a.children == {} and pair.b.ike_sas[0].children == {}
+    status = pair.a.status()
+    assert status[0]["state"] == "established" and status[0]["children"] == []
+
+
+def test_status_view_names_children_without_keys() -> None:
+    pair = tunnel_pair()
+    pair.a.initiate("gw", 0.0)
+    pair.pump(0.0)
+    (view,) = pair.b.status()
+    (ch,) = view["children"]  # type: ignore[misc]
+    assert ch["proposal"] == "aes128gcm16" and ch["local_ts"] == [NET_B]
+    assert view["proposal"] == "aes128gcm16-prfsha256-x25519" and view["remote_id"] == GW_A
+    text = repr(view)
+    sa = pair.b.ike_sas[0]
+    assert sa.keys is not None and sa.keys.sk_d.hex() not in text

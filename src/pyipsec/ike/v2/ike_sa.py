@@ -320,9 +320,21 @@ class IkeSa:
         for dst, spi in ((child.local_addr, child.spi_in), (child.remote_addr, child.spi_out)):
             with contextlib.suppress(KeyApiError):  # already expired or flushed
                 backend.del_sa(dst, spi)
-        for index in child.policies:
-            with contextlib.suppress(KeyApiError):
-                backend.del_policy(index)
+        heir = next(
+            (
+                c
+                for c in self.children.values()
+                if c is not child and c.reqid == child.reqid and c.state is ChildSaState.INSTALLED
+            ),
+            None,
+        )
+        if heir is not None:
+            # A newer pair with the same reqid (a replacement) keeps using the policies.
+            heir.policies += child.policies
+        else:
+            for index in child.policies:
+                with contextlib.suppress(KeyApiError):
+                    backend.del_policy(index)
         child.policies = []
         if child.state is not ChildSaState.DELETED:
             child.set_state(ChildSaState.DELETED)

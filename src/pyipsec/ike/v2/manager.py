@@ -19,9 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from pyipsec.engine.backend import KeyManagementBackend
+from pyipsec.engine.events import Acquire, Expire
+from pyipsec.engine.spd import Policy, Selector, Template
 from pyipsec.errors import ConfigError, ParseError
+from pyipsec.ike.traffic_selectors import TrafficSelector, resolve
 from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
 from pyipsec.ike.v2.events import Endpoint, Event
 from pyipsec.ike.v2.ike_sa import (
@@ -76,6 +80,7 @@ class IkeManager:
         self._created: dict[bytes, float] = {}  # responder SAs not yet authenticated
         self.cookies = CookieJar()
         self.dropped = 0
+        self._traps: dict[int, tuple[str, str, list[int]]] = {}  # reqid -> conn, child, policies
 
     def add_config(self, config: IkeConfigLike) -> None:
         self.configs[config.name] = config
@@ -90,6 +95,8 @@ class IkeManager:
         local: Endpoint | None = None,
         remote: Endpoint | None = None,
         child: str | None = None,
+        packet_ts: tuple[TrafficSelector, TrafficSelector] | None = None,
+        reqid: int = 0,
     ) -> IkeSa:
         """Start connection ``name``: IKE_SA_INIT, IKE_AUTH and a CHILD SA (``child``, or
         the first one configured) in it."""
@@ -106,7 +113,7 @@ class IkeManager:
             remote = (config.remote_addrs[0], IKE_PORT)
         sa = IkeSa(self.ctx, initiator=True, local=local, remote=remote, config=config)
         tm = self._task_manager(sa)
-        for task in self._initiator_tasks(sa, child):
+        for task in self._initiator_tasks(sa, child, packet_ts, reqid):
             tm.queue(task)
         self._sas[sa.my_spi] = tm
         tm.initiate(now)
@@ -171,13 +178,151 @@ class IkeManager:
 
     # -- commands on established IKE SAs ---------------------------------------------
 
-    def create_child(self, sa: IkeSa, child: str, now: float) -> None:
+    def create_child(
+        self,
+        sa: IkeSa,
+        child: str,
+        now: float,
+        *,
+        packet_ts: tuple[TrafficSelector, TrafficSelector] | None = None,
+        reqid: int = 0,
+    ) -> None:
         """Another CHILD SA over ``sa`` (CREATE_CHILD_SA, §1.3.1)."""
         if sa.config is None:
             raise ConfigError("IKE SA without configuration")
         tm = self.task_manager(sa)
-        tm.queue(ChildCreate(sa, True, _child_config(sa.config, child)))
+        config = _child_config(sa.config, child)
+        tm.queue(ChildCreate(sa, True, config, packet_ts=packet_ts, reqid=reqid))
         tm.initiate(now)
+
+    # -- the engine's events: trap policies, expiry ---------------------------------------
+
+    def install_trap(self, name: str, child: str) -> int:
+        """Out policies for ``child`` that make the engine ACQUIRE on first traffic.
+
+        Returns the reqid the trap and the CHILD SAs it triggers share.
+        """
+        config = self.configs.get(name)
+        if config is None or not config.local_addrs or not config.remote_addrs:
+            raise ConfigError(f"connection {name!r} cannot be trapped (needs both addresses)")
+        child_config = _child_config(config, child)
+        me, peer = config.local_addrs[0], config.remote_addrs[0]
+        local = resolve(child_config.local_ts, [_ip(me)])
+        remote = resolve(child_config.remote_ts, [_ip(peer)])
+        reqid = self.ctx.new_reqid()
+        tunnel = child_config.mode == "tunnel"
+        template = Template(
+            mode=child_config.mode,
+            src=me if tunnel else None,
+            dst=peer if tunnel else None,
+            reqid=reqid,
+        )
+        indices: list[int] = []
+        for lts in local:
+            for rts in remote:
+                if lts.version != rts.version:
+                    continue
+                for lnet in lts.networks():
+                    for rnet in rts.networks():
+                        selector = Selector(lnet, rnet)
+                        policy = Policy("out", selector, priority=1100, templates=[template])
+                        indices.append(self.ctx.backend.add_policy(policy))
+        self._traps[reqid] = (name, child_config.name, indices)
+        return reqid
+
+    def uninstall_trap(self, reqid: int) -> None:
+        trap = self._traps.pop(reqid, None)
+        if trap is None:
+            raise ConfigError(f"no trap with reqid {reqid}")
+        for index in trap[2]:
+            self.ctx.backend.del_policy(index)
+
+    def handle_engine_event(self, event: object, now: float) -> None:
+        """React to the backend's ACQUIRE (negotiate) and EXPIRE (replace or forget)."""
+        if isinstance(event, Acquire):
+            self._acquire(event, now)
+        elif isinstance(event, Expire):
+            self._expire(event, now)
+
+    def _acquire(self, event: Acquire, now: float) -> None:
+        trap = self._traps.get(event.template.reqid)
+        if trap is None:
+            return  # not ours (a policy someone else installed)
+        name, child, _ = trap
+        # §2.9: the packet's own selectors go first so the responder can pick its policy.
+        packet_ts = (TrafficSelector.host(event.flow_src), TrafficSelector.host(event.flow_dst))
+        reqid = event.template.reqid
+        for tm in self._sas.values():
+            sa = tm.sa
+            if sa.name != name or sa.state not in (IkeSaState.CONNECTING, IkeSaState.ESTABLISHED):
+                continue
+            if any(c.reqid == reqid for c in sa.children.values()) or any(
+                isinstance(t, ChildCreate) and t.reqid == reqid for t in (*tm.queued, *tm.active)
+            ):
+                return  # already there or on its way
+            if sa.initiator or sa.state is IkeSaState.ESTABLISHED:
+                self.create_child(sa, child, now, packet_ts=packet_ts, reqid=reqid)
+                return
+        self.initiate(name, now, child=child, packet_ts=packet_ts, reqid=reqid)
+
+    def _expire(self, event: Expire, now: float) -> None:
+        for tm in list(self._sas.values()):
+            sa = tm.sa
+            for found in list(sa.children.values()):
+                if event.sa.spi not in (found.spi_in, found.spi_out):
+                    continue
+                if event.hard:
+                    # The SA is gone from the SAD: tell the peer and forget the pair.
+                    self.delete_child(sa, found, now)
+                elif sa.state is IkeSaState.ESTABLISHED:
+                    # Soft: a new pair first, then the old one goes (make before break).
+                    # Rekeying with REKEY_SA (§2.8) is still to come.
+                    if sa.config is None:
+                        return
+                    config = _child_config(sa.config, found.name)
+                    tm.queue(ChildCreate(sa, True, config, reqid=found.reqid, replaces=found))
+                    self.delete_child(sa, found, now)
+                return
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, object]]:
+        """A view of every IKE SA and its CHILD SAs, for status commands (no keys)."""
+        out: list[dict[str, object]] = []
+        for tm in self._sas.values():
+            sa = tm.sa
+            out.append(
+                {
+                    "name": sa.name,
+                    "state": str(sa.state),
+                    "initiator": sa.initiator,
+                    "spi_i": sa.spi_i.hex(),
+                    "spi_r": sa.spi_r.hex(),
+                    "local": f"{sa.local[0]}[{sa.local[1]}]",
+                    "remote": f"{sa.remote[0]}[{sa.remote[1]}]",
+                    "remote_id": sa.remote_id,
+                    "proposal": str(sa.proposal) if sa.proposal is not None else "",
+                    "nat_local": sa.nat_local,
+                    "nat_remote": sa.nat_remote,
+                    "established_at": sa.established_at,
+                    "tasks": [t.name for t in (*tm.active, *tm.queued)],
+                    "children": [
+                        {
+                            "name": c.name,
+                            "state": str(c.state),
+                            "reqid": c.reqid,
+                            "mode": c.mode,
+                            "spi_in": f"{c.spi_in:08x}",
+                            "spi_out": f"{c.spi_out:08x}",
+                            "proposal": c.proposal_text,
+                            "local_ts": [str(t) for t in c.local_ts],
+                            "remote_ts": [str(t) for t in c.remote_ts],
+                        }
+                        for c in sa.children.values()
+                    ],
+                }
+            )
+        return out
 
     def delete_child(self, sa: IkeSa, child: ChildSa, now: float) -> None:
         tm = self.task_manager(sa)
@@ -222,12 +367,20 @@ class IkeManager:
     def _task_manager(self, sa: IkeSa) -> TaskManager:
         return TaskManager(sa, self._responder_tasks, self.settings.retransmit)
 
-    def _initiator_tasks(self, sa: IkeSa, child: str | None = None) -> list[Task]:
+    def _initiator_tasks(
+        self,
+        sa: IkeSa,
+        child: str | None = None,
+        packet_ts: tuple[TrafficSelector, TrafficSelector] | None = None,
+        reqid: int = 0,
+    ) -> list[Task]:
         tasks: list[Task] = [IkeInit(sa, True), IkeAuth(sa, True)]
         config = sa.config
         if config is not None and config.children:
             first = _child_config(config, child)
-            tasks.append(ChildCreate(sa, True, first, in_ike_auth=True))
+            tasks.append(
+                ChildCreate(sa, True, first, in_ike_auth=True, packet_ts=packet_ts, reqid=reqid)
+            )
         return tasks
 
     def _responder_tasks(self, sa: IkeSa, header: IkeHeader, payloads: list[Payload]) -> list[Task]:
@@ -346,6 +499,13 @@ def _child_config(config: IkeConfigLike, name: str | None) -> ChildConfigLike:
         if name is None or child.name == name:
             return child
     raise ConfigError(f"connection {config.name!r} has no child {name!r}")
+
+
+def _ip(text: str) -> IPv4Address | IPv6Address:
+    try:
+        return ip_address(text)
+    except ValueError:
+        raise ConfigError(f"not an IP address: {text!r}") from None
 
 
 def _matches(addresses: Sequence[str], address: str) -> bool:

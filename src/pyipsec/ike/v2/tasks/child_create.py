@@ -103,6 +103,8 @@ class ChildCreate(Task):
         *,
         in_ike_auth: bool = False,
         packet_ts: tuple[TrafficSelector, TrafficSelector] | None = None,
+        reqid: int = 0,
+        replaces: ChildSa | None = None,
     ) -> None:
         super().__init__(sa, initiator)
         self.exchange = ExchangeType.IKE_AUTH if in_ike_auth else ExchangeType.CREATE_CHILD_SA
@@ -111,7 +113,8 @@ class ChildCreate(Task):
         self.packet_ts = packet_ts  # §2.9: the triggering packet's selectors go first
         self.nonce = os.urandom(sa.ctx.nonce_len)
         self.ke: dh.KeyExchange | None = None
-        self.reqid = 0
+        self.reqid = reqid  # a trap policy's reqid, so its template finds the new SAs
+        self.replaces = replaces  # a CHILD SA this one takes over from (same reqid)
         self.spi_in = 0
         self.offered: tuple[Proposal, ...] = ()
         self.error = 0
@@ -338,8 +341,19 @@ class ChildCreate(Task):
             self._fail(error)
             out.append(NotifyPayload(error))
             return Status.DONE
-        self.reqid = sa.ctx.new_reqid()
         mode = "transport" if self.transport else "tunnel"
+        # The same selectors and mode as a pair we hold: a replacement, which shares its
+        # reqid so the policies (templates carry the reqid) fit both while they overlap.
+        twin = next(
+            (
+                c
+                for c in sa.children.values()
+                if (c.name, c.mode, c.local_ts, c.remote_ts)
+                == (config.name, mode, self.local_ts, self.remote_ts)
+            ),
+            None,
+        )
+        self.reqid = twin.reqid if twin is not None else sa.ctx.new_reqid()
         try:
             self.spi_in = spi_in = sa.ctx.backend.get_spi(
                 sa.remote[0], sa.local[0], now, mode=mode, reqid=self.reqid
@@ -461,8 +475,12 @@ class ChildCreate(Task):
             peer,
         )
         sa.children[self.spi_in] = child
+        old = self.replaces
+        if old is not None and old.reqid == child.reqid:
+            # The policies stay; the new pair owns them so deleting the old one keeps them.
+            child.policies, old.policies = old.policies, []
         try:
-            child.policies = self._policies(child, me, peer)
+            child.policies += self._policies(child, me, peer)
         except (KeyApiError, ConfigError):
             sa.remove_child(child, "failed")
             raise
