@@ -17,6 +17,7 @@ a fresh g^ir (§2.17).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -555,5 +556,6 @@ class ChildCreate(Task):
         return added
 
 
+@functools.lru_cache(maxsize=1024)
 def _ip(text: str) -> IPv4Address | IPv6Address:
     return ipaddress.ip_address(text)

@@ -12,6 +12,7 @@ again with message ID 0.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import os
@@ -42,11 +43,17 @@ SIGNATURE_HASHES = (2, 3, 4, 5)
 MAX_RETRIES = 5  # COOKIE / INVALID_KE round trips before giving up
 
 
+@functools.lru_cache(maxsize=1024)
+def _packed(address: str) -> bytes:
+    # Addresses repeat across IKE SAs; parsing them is a visible cost per handshake.
+    return ipaddress.ip_address(address).packed
+
+
 def nat_hash(spi_i: bytes, spi_r: bytes, endpoint: Endpoint) -> bytes:
     """§2.23: SHA-1(SPIi | SPIr | IP | Port); SHA-1 is what the RFC fixes here."""
     digest = hashes.Hash(hashes.SHA1())  # noqa: S303 - mandated by RFC 7296 §2.23
     digest.update(spi_i + spi_r)
-    digest.update(ipaddress.ip_address(endpoint[0]).packed + _U16.pack(endpoint[1]))
+    digest.update(_packed(endpoint[0]) + _U16.pack(endpoint[1]))
     return digest.finalize()
 
 
