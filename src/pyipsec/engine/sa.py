@@ -12,8 +12,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
 from pyipsec.crypto.algorithms import EncAlgorithm, IntegAlgorithm, enc_by_name, integ_by_name
-from pyipsec.crypto.esp_cipher import Buffer, CbcHmacEspCipher, make_esp_cipher
+from pyipsec.crypto.esp_cipher import (
+    AeadEspCipher,
+    Buffer,
+    CbcHmacEspCipher,
+    make_esp_cipher,
+)
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.replay import ReplayWindow
 from pyipsec.errors import ConfigError, PacketDropped, ParseError, Reason, SequenceExhausted
@@ -35,6 +43,11 @@ Address = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 Mode = Literal["tunnel", "transport"]
 
 _IPV6_FIRST = struct.Struct("!IHBB")
+# Fast path (see SecurityAssociation._fast_aead): outer IPv4 header, ESP header and the
+# 8-byte IV in one struct; and the fields of a received IPv4/ESP header it looks at.
+_V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
+_V4_ESP_IN = struct.Struct("!BBH2xHxB10xII")
+_NONCE = struct.Struct("!4sQ")
 _OUTER_TTL = 64
 _M32 = 0xFFFFFFFF
 # IPv6 headers that stay in front of ESP in transport mode (RFC 4303 §3.1.1).
@@ -111,10 +124,13 @@ class SecurityAssociation:
         "_cbc",
         "_cipher",
         "_esp_fixed",
+        "_fast_aead",
+        "_fast_total",
         "_ident",
         "_min_esp",
         "_outer_proto",
         "_pair",
+        "_salt",
         "_seq_max",
         "_tunnel",
         "counters",
@@ -222,6 +238,18 @@ class SecurityAssociation:
         self._base_sum = 0x4500 + (_OUTER_TTL << 8 | self._outer_proto)
         if self.family == 4:
             self._base_sum += sum(struct.unpack("!4H", self._pair))
+            self._base_sum %= 0xFFFF
+        # The common case gets a flat path with the AEAD object at hand: tunnel mode,
+        # IPv4 outer header, no UDP encapsulation, no ESN, AEAD. Everything else, and
+        # any packet the fast path is not sure about, takes the general path below.
+        self._fast_aead: AESGCM | ChaCha20Poly1305 | None = None
+        self._salt = b""
+        if isinstance(c, AeadEspCipher):
+            self._salt = c.salt
+            if self._tunnel and self.family == 4 and encap is None and not esn:
+                self._fast_aead = c.aead
+        # Outer length = inner length + this + padding (IPv4, AEAD: 8-byte IV, 16-byte ICV).
+        self._fast_total = 20 + 8 + 8 + 2 + 16
         udp = 8 if encap else 0
         outer_ip = (20 if self.family == 4 else 40) if self._tunnel else 0
         self.overhead = outer_ip + udp + self._esp_fixed + (self._align - 1) + 2
@@ -270,6 +298,45 @@ class SecurityAssociation:
 
     def encapsulate(self, packet: Buffer) -> bytes:
         """The outer packet (IP[/UDP]/ESP) protecting the IP packet ``packet``."""
+        aead = self._fast_aead
+        if aead is not None:
+            # Fast path: an IPv4 inner packet, AEAD, IPv4 outer header, no UDP, no ESN,
+            # no TFC padding needed. It does what _encap_tunnel does, flattened; any
+            # packet it would refuse goes there instead, before any state changes.
+            n = len(packet)
+            seq = self.seq_out + 1
+            # Padding to a 4-byte boundary (RFC 4303 §2.4); AEAD has no larger block.
+            total = n + self._fast_total + (-(n + 2) & 3)
+            if (
+                n >= 20
+                and packet[0] >> 4 == 4
+                and n >= self.tfc_pad
+                and seq <= self._seq_max
+                and total <= 0xFFFF
+            ):
+                self.seq_out = seq
+                self._ident = ident = (self._ident + 1) & 0xFFFF
+                tos = packet[1]
+                flags = (packet[6] & 0x40) << 8  # DF copied from the inner header
+                # Header checksum (RFC 1071) without the folding loop: the one's
+                # complement sum is the plain sum mod 0xFFFF, and its complement is
+                # -sum mod 0xFFFF (0 rather than 0xFFFF for a zero sum, as folding gives).
+                csum = -(self._base_sum + tos + total + ident + flags) % 0xFFFF
+                hdr = _V4_ESP_IV.pack(
+                    0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
+                    self._pair, self.spi, seq, seq,
+                )  # fmt: skip
+                # IV = sequence number, unique per key (RFC 4106 §3.1, RFC 7634 §2);
+                # AAD = SPI || seq (RFC 4106 §5, RFC 7634 §2.1).
+                out = hdr + aead.encrypt(
+                    _NONCE.pack(self._salt, seq),
+                    b"".join((packet, TRAILERS[IPPROTO_IPIP][-(n + 2) & 3])),
+                    hdr[20:28],
+                )
+                counters = self.counters
+                counters.packets += 1
+                counters.bytes += n
+                return out
         if self._tunnel:
             return self._encap_tunnel(packet)
         return self._encap_transport(packet)
@@ -432,6 +499,20 @@ class SecurityAssociation:
             raise PacketDropped(Reason.DUMMY, "dummy packet (RFC 4303 §2.6)")
         return nh, pt, end
 
+    def _finish_tunnel(self, nh: int, pt: bytes, m: int, pad: int) -> bytes:
+        """The tail of _open and _decap for an authenticated tunnel-mode plaintext whose
+        trailer starts at ``m`` with ``pad`` bytes of padding in front (no ECN change)."""
+        end = m - pad
+        if end < 0 or (pad and pt[end:m] != PAD_BYTES[:pad]):
+            raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "bad ESP padding")
+        if nh == NEXT_HEADER_NONE:
+            raise PacketDropped(Reason.DUMMY, "dummy packet (RFC 4303 §2.6)")
+        ilen = self._inner_length(nh, pt, end)
+        counters = self.counters
+        counters.packets += 1
+        counters.bytes += ilen
+        return pt[:ilen]
+
     def _inner_length(self, nh: int, pt: Buffer, end: int) -> int:
         """Length of the tunnel-mode inner packet (TFC padding excluded)."""
         if nh == IPPROTO_IPIP:
@@ -470,6 +551,56 @@ class SecurityAssociation:
 
     def decapsulate(self, packet: Buffer) -> bytes:
         """The inner packet of an outer IP[/UDP]/ESP packet; raises PacketDropped."""
+        aead = self._fast_aead
+        if aead is not None and len(packet) >= 60:
+            # Fast path (see encapsulate) for the plain case: IPv4 outer header without
+            # options, fragmentation or ECN marks, ESP, this SPI, a sequence number the
+            # window accepts without looking at its bitmap. Anything else goes through
+            # _decap. Order as there: replay check, ICV, window advance, trailer checks.
+            vihl, tos, total, frag, proto, spi, seq = _V4_ESP_IN.unpack_from(packet)
+            replay = self.replay
+            if (
+                vihl == 0x45
+                and proto == IPPROTO_ESP
+                and total == len(packet)
+                and not frag & 0x3FFF
+                and not tos & 3
+                and spi == self.spi
+                and seq
+                and (seq > replay.top or not replay.size)
+            ):
+                mv = memoryview(packet)
+                try:
+                    pt = aead.decrypt(self._salt + mv[28:36], mv[36:], mv[20:28])
+                except InvalidTag:
+                    counters = self.counters
+                    counters.integrity_failed += 1
+                    _drop(counters, Reason.IN_STATE_PROTO_ERROR)
+                    raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "ICV mismatch") from None
+                replay.advance(seq)  # only once authenticated (RFC 4303 §3.4.3)
+                m = len(pt) - 2
+                pad = pt[m]
+                end = m - pad
+                nh = pt[m + 1]
+                if (
+                    nh == IPPROTO_IPIP
+                    and end >= 20
+                    and (not pad or pt[end:m] == PAD_BYTES[:pad])
+                    and pt[0] >> 4 == 4
+                ):
+                    ilen = pt[2] << 8 | pt[3]
+                    if 20 <= ilen <= end:
+                        counters = self.counters
+                        counters.packets += 1
+                        counters.bytes += ilen
+                        return pt[:ilen]
+                # Authenticated but not a plain IPv4 inner packet: the general checks
+                # name the reason (or accept an IPv6 inner packet).
+                try:
+                    return self._finish_tunnel(nh, pt, m, pad)
+                except PacketDropped as exc:
+                    _drop(self.counters, exc.reason)
+                    raise
         try:
             return self._decap(memoryview(packet))
         except PacketDropped as exc:
