@@ -342,7 +342,7 @@ class SecurityPolicyDatabase:
     def __init__(self, cache_size: int = 4096) -> None:
         if not _is_int(cache_size) or cache_size < 0:
             raise ConfigError("cache_size: expected an int >= 0")
-        self.generation = 0
+        self._generation = 0
         self._records: dict[int, _Record] = {}
         self._by_selector: dict[tuple[str, Selector], int] = {}
         self._tables: dict[str, tuple[TupleSpaceTable[Policy], TupleSpaceTable[Policy]]] = {
@@ -354,6 +354,11 @@ class SecurityPolicyDatabase:
         self._cache: dict[
             tuple[str, bytes, bytes, int, int | None, int | None, str | None], Policy | None
         ] = {}
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped by every change: a decision taken at an older value is stale."""
+        return self._generation
 
     # -- changes -------------------------------------------------------------------
 
@@ -498,11 +503,11 @@ class SecurityPolicyDatabase:
             src = bytes(src)
         if type(dst) is not bytes:
             dst = bytes(dst)
-        key = (direction, src, dst, proto, sport, dport, dev)
-        cache = self._cache
-        hit = cache.get(key, _MISS)
-        if hit is not _MISS:
-            return hit  # type: ignore[return-value]
+        if self._cache_size:
+            key = (direction, src, dst, proto, sport, dport, dev)
+            hit = self._cache.get(key, _MISS)
+            if hit is not _MISS:
+                return hit  # type: ignore[return-value]
         tables = self._tables.get(direction)
         if tables is None:
             raise ConfigError(f"lookup: unknown direction {direction!r}")
@@ -514,6 +519,7 @@ class SecurityPolicyDatabase:
         )
         result = None if entry is None else entry.value
         if self._cache_size:
+            cache = self._cache
             if len(cache) >= self._cache_size:
                 # Bounded by emptying: cheaper than tracking recency per packet.
                 cache.clear()
@@ -578,5 +584,5 @@ class SecurityPolicyDatabase:
         return record
 
     def _changed(self) -> None:
-        self.generation += 1
+        self._generation += 1
         self._cache.clear()
