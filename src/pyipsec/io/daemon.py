@@ -41,6 +41,7 @@ from pyipsec.engine.processor import Engine
 from pyipsec.engine.sad import SadEntry
 from pyipsec.errors import ConfigError, ParseError, PyipsecError, Reason
 from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer, status_document
+from pyipsec.io.keyapis import serve_key_apis
 from pyipsec.io.mtu import TooBig, clamp_mss, fragment_ipv4, too_big_action
 from pyipsec.io.routing import MARK, PREF, TABLE, PolicyRoutes, local_addresses, route_device
 from pyipsec.io.sockets import NAT_T_PORT, NetworkSockets, Receiver
@@ -299,6 +300,7 @@ class Daemon:
             self.loop.add_reader(sock.fileno(), self._on_net, sock, receive, is_udp)
         handler = JsonControlHandler({"status": self._cmd_status, "ping": lambda req: "pong"})
         self.control = self.add_server("control.sock", handler)
+        serve_key_apis(self)  # pfkey.sock and xfrm.sock
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
