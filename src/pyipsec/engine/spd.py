@@ -406,22 +406,22 @@ class SecurityPolicyDatabase:
         """Remove every policy (of ``direction`` if given); return how many."""
         if direction is not None and direction not in DIRECTIONS:
             raise ConfigError(f"flush: unknown direction {direction!r}")
+        directions = list(DIRECTIONS) if direction is None else [direction]
         doomed = [
             index
             for index, record in self._records.items()
-            if direction is None or record.policy.direction == direction
+            if record.policy.direction in directions
         ]
-        if direction is None:
-            self._records.clear()
-            self._by_selector.clear()
-            for tables in self._tables.values():
-                for table in tables:
-                    table.clear()
-            if doomed:
-                self._changed()
-        else:
-            for index in doomed:
-                self._remove(index)
+        # Whole tables are dropped at once: one by one would replan the probe order
+        # and empty the cache for every policy.
+        for index in doomed:
+            policy = self._records.pop(index).policy
+            del self._by_selector[(policy.direction, policy.selector)]
+        for name in directions:
+            for table in self._tables[name]:
+                table.clear()
+        if doomed:
+            self._changed()
         return len(doomed)
 
     # -- queries -------------------------------------------------------------------
