@@ -137,24 +137,29 @@ def wait_listening(b: Netns) -> None:
     raise RuntimeError("iperf3 server did not start")
 
 
-def profile(a: Netns, pid: int, dst: str, src: str, seconds: float, work: Path) -> str:
+def profile(a: Netns, pids: dict[str, int], dst: str, src: str, seconds: float, work: Path) -> str:
+    """Sample both daemons with py-spy during one more TCP run; a summary per daemon."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(py_spy, os.X_OK):
         return "py-spy not installed (pip install py-spy): no profile"
-    raw = work / "profile.txt"
-    spy = subprocess.Popen(
-        [py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "200",
-         "-f", "raw", "-o", str(raw), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    spies = {}
+    for side, pid in pids.items():
+        raw = work / f"profile-{side}.txt"
+        spies[side] = (raw, subprocess.Popen(
+            [py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "200",
+             "-f", "raw", "-o", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ))  # fmt: skip
     try:
         time.sleep(0.5)
         tcp_run(a, dst, src, seconds)
     finally:
-        _, err = spy.communicate(timeout=seconds + 30)
-    if not raw.exists():
-        return f"py-spy failed: {err.decode(errors='replace')[-300:]}"
-    return summarize_profile(raw.read_text())
+        out = []
+        for side, (raw, spy) in spies.items():
+            _, err = spy.communicate(timeout=seconds + 30)
+            text = summarize_profile(raw.read_text()) if raw.exists() else err.decode()[-300:]
+            out.append(f"daemon {side} ({'sender' if side == 'a' else 'receiver'}): {text}")
+    return "\n".join(out)
 
 
 def summarize_profile(folded: str, top: int = 18) -> str:
@@ -208,7 +213,7 @@ def run_variant(variant: str, args: argparse.Namespace, work: Path) -> tuple[Res
         if not args.no_udp:
             r.udp = udp_max(a, dst, src, r.tcp_median or 100.0, args, r)
         if args.profile and variant == args.profile_variant and pids:
-            prof = profile(a, pids["a"], dst, src, args.profile, work)
+            prof = profile(a, pids, dst, src, args.profile, work)
     return r, prof
 
 
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(ordered, args.udp_size))
     if profile_text:
-        print(f"\npy-spy, daemon in ns a ({args.profile_variant}, TCP):\n{profile_text}")
+        print(f"\npy-spy, {args.profile_variant}, TCP:\n{profile_text}")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in ordered], indent=1))
     return 0

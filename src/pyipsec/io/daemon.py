@@ -44,7 +44,13 @@ from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer, sta
 from pyipsec.io.keyapis import serve_key_apis
 from pyipsec.io.mtu import TooBig, clamp_mss, fragment_ipv4, too_big_action
 from pyipsec.io.routing import MARK, PREF, TABLE, PolicyRoutes, local_addresses, route_device
-from pyipsec.io.sockets import NAT_T_PORT, NetworkSockets, Receiver
+from pyipsec.io.sockets import (
+    GSO_MAX_BYTES,
+    GSO_MAX_SEGMENTS,
+    NAT_T_PORT,
+    NetworkSockets,
+    Receiver,
+)
 from pyipsec.io.tun import Tun, interface_mtu
 from pyipsec.wire.ip import build_icmp_frag_needed, build_icmpv6_packet_too_big
 from pyipsec.wire.udpencap import classify
@@ -254,7 +260,7 @@ class Daemon:
         self.io_stats: dict[str, int] = dict.fromkeys(
             ("tun_rx", "tun_tx", "tun_tx_error", "net_rx", "net_tx", "net_tx_error",
              "emsgsize", "too_big_icmp", "too_big_fragmented", "too_big_dropped",
-             "bypass_tx_error", "ike_rx", "keepalive_rx", "tun_link_local"),
+             "bypass_tx_error", "ike_rx", "keepalive_rx", "tun_link_local", "gso_tx"),
             0,
         )  # fmt: skip
         self.tun: Tun | None = None
@@ -394,11 +400,57 @@ class Daemon:
         self.io_stats["tun_rx"] += len(packets)
         now = time.monotonic()
         outbound = self.engine.outbound
+        dispatch = self._dispatch
         mtu = tun.mtu
+        net = self.net
+        gso = net is not None and net.gso
+        # A run of ESP-in-UDP packets for one peer, sent with one UDP GSO sendmsg: all of
+        # one size but the last (which may be shorter), as UDP_SEGMENT requires.
+        run: list[tuple[Transmit, bytes]] = []
+        size = limit = 0
         for packet in packets:
             packet = clamp_mss(packet, mtu)
-            self._dispatch(outbound(packet, now), packet, now)
+            action = outbound(packet, now)
+            if gso and type(action) is Transmit and action.encap is not None:
+                n = len(action.data)
+                if run:
+                    first = run[0][0]
+                    if (
+                        len(run) < limit
+                        and n <= size
+                        and len(run[-1][0].data) == size
+                        and action.dst == first.dst
+                        and action.src == first.src
+                        and action.encap == first.encap
+                    ):
+                        run.append((action, packet))
+                        continue
+                    self._send_run(run, now)
+                size, limit = n, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // max(n, 1))
+                run = [(action, packet)]
+                continue
+            if run:
+                self._send_run(run, now)
+                run = []
+            dispatch(action, packet, now)
+        if run:
+            self._send_run(run, now)
         self._after_batch()
+
+    def _send_run(self, run: list[tuple[Transmit, bytes]], now: float) -> None:
+        net = self.net
+        if len(run) > 1 and net is not None:
+            first = run[0][0]
+            encap = first.encap
+            if encap is not None:
+                datas = [t.data for t, _ in run]
+                if not net.send_esp_many(datas, first.src, first.dst, encap):
+                    self.io_stats["net_tx"] += len(run)
+                    self.io_stats["gso_tx"] += 1
+                    return
+        # One packet, or the kernel refused the batch: one by one, with EMSGSIZE handling.
+        for action, inner in run:
+            self._dispatch(action, inner, now)
 
     def _on_net(self, sock: socket.socket, receive: Receiver, is_udp: bool) -> None:
         now = time.monotonic()

@@ -40,12 +40,19 @@ IPV6_PMTUDISC_DO = 2
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 SO_MARK = 36
+SOL_UDP = 17
+UDP_SEGMENT = 103  # udp(7): per-datagram GSO size, Linux 4.18+
+# Kernel limits for one UDP GSO send: UDP_MAX_SEGMENTS (64 before Linux 6.9) and the
+# 16-bit IP total length (65535 minus the IPv4 and UDP headers, and some margin).
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
 NAT_T_PORT = 4500
 RECV_SIZE = 65535
 BATCH = 64  # datagrams read per readiness callback, so one busy socket cannot starve others
 _IN_PKTINFO = struct.Struct("@i4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("@16sI")  # addr, ifindex
 _ANC_SPACE = socket.CMSG_SPACE(_IN6_PKTINFO.size)
+_U16 = struct.Struct("=H")
 
 # What a receive function yields per datagram: (data, src, dst, sport, dport) with
 # packed addresses; ports are 0 for raw ESP.
@@ -114,6 +121,8 @@ class NetworkSockets:
         self.sockets: dict[str, socket.socket] = {}
         # (src, dst, encap) -> (socket, sockaddr, ancillary data): built once per SA pair.
         self._routes: dict[tuple[str, str, tuple[int, int] | None], _SendPath] = {}
+        # UDP GSO for bursts of ESP-in-UDP to one peer; off after the kernel refuses it.
+        self.gso = True
         try:
             self._open(ipv6)
         except BaseException:
@@ -172,6 +181,31 @@ class NetworkSockets:
             path.sock.sendmsg([data], path.anc, 0, path.addr)
         except OSError as exc:
             return exc.errno or errno.EIO
+        return 0
+
+    def send_esp_many(self, datas: list[bytes], src: str, dst: str, encap: tuple[int, int]) -> int:
+        """Send several ESP-in-UDP payloads to one peer with one ``sendmsg`` (UDP GSO).
+
+        All but the last must have the same length and the last must not be longer: the
+        kernel cuts the super-datagram into datagrams of the first one's size (udp(7)
+        ``UDP_SEGMENT``), each with its own UDP and IP header. The caller keeps within
+        ``GSO_MAX_SEGMENTS`` and ``GSO_MAX_BYTES``. 0, or the errno: then nothing was sent
+        and the caller sends them one by one (which also reports EMSGSIZE per packet).
+        """
+        key = (src, dst, encap)
+        path = self._routes.get(key)
+        if path is None:
+            path = self._routes[key] = self._path(src, dst, encap)
+        anc = [*path.anc, (SOL_UDP, UDP_SEGMENT, _U16.pack(len(datas[0])))]
+        try:
+            path.sock.sendmsg(datas, anc, 0, path.addr)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            if code in (errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                # No checksum offload on the route's device, or a kernel without UDP GSO.
+                log.info("UDP GSO refused (%s): sending datagrams one by one", exc.strerror)
+                self.gso = False
+            return code
         return 0
 
     def _path(self, src: str, dst: str, encap: tuple[int, int] | None) -> _SendPath:
