@@ -59,8 +59,9 @@ Buffer = bytes | bytearray | memoryview
 class EspCipher:
     """Interface shared by the per-SA cipher objects.
 
-    ``encrypt(prefix, spi, seq, plaintext)`` returns ``prefix`` followed by the whole ESP
-    packet; ``plaintext`` is already padded and carries the trailer. ``decrypt(esp,
+    ``encrypt(prefix, spi, seq, plaintext, tail=b"")`` returns ``prefix`` followed by the
+    whole ESP packet; ``plaintext + tail`` is already padded and carries the trailer (the
+    SA passes the trailer as ``tail`` so that the payload is copied once, not twice). ``decrypt(esp,
     seq_hi)`` takes the ESP packet from the SPI to the end of the ICV and returns the
     plaintext (padding and trailer included), or ``None`` when the ICV does not verify.
     """
@@ -72,7 +73,9 @@ class EspCipher:
     icv_size: int
     esn: bool
 
-    def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
+    def encrypt(
+        self, prefix: bytes, spi: int, seq: int, plaintext: Buffer, tail: bytes = b""
+    ) -> bytes:
         raise NotImplementedError
 
     def decrypt(self, esp: Buffer, seq_hi: int) -> Buffer | None:
@@ -108,13 +111,16 @@ class AeadEspCipher(EspCipher):
     def __repr__(self) -> str:
         return f"AeadEspCipher(icv_size={self.icv_size}, esn={self.esn})"
 
-    def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
+    def encrypt(
+        self, prefix: bytes, spi: int, seq: int, plaintext: Buffer, tail: bytes = b""
+    ) -> bytes:
         # The nonce is salt || IV with IV = the 64-bit sequence number (RFC 4106 §3.1,
         # RFC 7634 §2); the packed header then carries the same 8 bytes as the IV.
         lo = seq & _M32
         hdr_iv = _HDR_IV.pack(spi, lo, seq)
         aad = _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else hdr_iv[:8]
-        ct = self.aead.encrypt(_NONCE.pack(self.salt, seq), plaintext, aad)
+        pt = b"".join((plaintext, tail)) if tail else plaintext
+        ct = self.aead.encrypt(_NONCE.pack(self.salt, seq), pt, aad)
         return b"".join((prefix, hdr_iv, ct))
 
     def seal(self, prefix: bytes, hdr_iv: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
@@ -179,13 +185,21 @@ class CbcHmacEspCipher(_HmacMixin, EspCipher):
         self.icv_size = integ.icv_size
         self.esn = esn
 
-    def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
+    def encrypt(
+        self, prefix: bytes, spi: int, seq: int, plaintext: Buffer, tail: bytes = b""
+    ) -> bytes:
+        # Hot path, kept flat: one copy of the payload into the encryptor's input, one
+        # HMAC context copied from the pre-keyed one, one join for the output.
         self._ctr = ctr = (self._ctr + 1) & 0xFFFFFFFFFFFFFFFF
         # Output = E(C_prev ^ N) || CBC(k, that IV, plaintext): see the module docstring.
-        iv_ct = self._enc.update(_CTR.pack(self._ctr_hi, ctr) + plaintext)
+        iv_ct = self._enc.update(b"".join((_CTR.pack(self._ctr_hi, ctr), plaintext, tail)))
         hdr = _HDR.pack(spi, seq & _M32)
-        icv = self.compute_icv(hdr, iv_ct, seq_hi=seq >> 32)
-        return b"".join((prefix, hdr, iv_ct, icv))
+        h = self._mac.copy()
+        h.update(hdr)
+        h.update(iv_ct)
+        if self.esn:
+            h.update(_U32.pack(seq >> 32))  # RFC 4303 §2.2.1: appended, never sent
+        return b"".join((prefix, hdr, iv_ct, h.finalize()[: self._icv]))
 
     def seal_with_iv(self, hdr: bytes, iv: bytes, seq_hi: int, plaintext: bytes) -> bytes:
         """Test hook for published vectors with a fixed IV: a one-off CBC context.
@@ -221,11 +235,12 @@ class NullHmacEspCipher(_HmacMixin, EspCipher):
         self.icv_size = integ.icv_size
         self.esn = esn
 
-    def encrypt(self, prefix: bytes, spi: int, seq: int, plaintext: bytes) -> bytes:
+    def encrypt(
+        self, prefix: bytes, spi: int, seq: int, plaintext: Buffer, tail: bytes = b""
+    ) -> bytes:
         hdr = _HDR.pack(spi, seq & _M32)
-        return b"".join(
-            (prefix, hdr, plaintext, self.compute_icv(hdr, plaintext, seq_hi=seq >> 32))
-        )
+        icv = self.compute_icv(hdr, plaintext, tail, seq_hi=seq >> 32)
+        return b"".join((prefix, hdr, plaintext, tail, icv))
 
     def decrypt(self, esp: Buffer, seq_hi: int) -> Buffer | None:
         mv = memoryview(esp)

@@ -43,7 +43,7 @@ Address = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 Mode = Literal["tunnel", "transport"]
 
 _IPV6_FIRST = struct.Struct("!IHBB")
-# Fast path (see SecurityAssociation._fast_aead): outer IPv4 header, ESP header and the
+# Fast path (see SecurityAssociation._fast_v4): outer IPv4 header, ESP header and the
 # 8-byte IV in one struct; and the fields of a received IPv4/ESP header it looks at.
 _V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
 _V4_ESP_IN = struct.Struct("!BBH2xHxB10xII")
@@ -126,6 +126,7 @@ class SecurityAssociation:
         "_esp_fixed",
         "_fast_aead",
         "_fast_total",
+        "_fast_v4",
         "_ident",
         "_min_esp",
         "_outer_proto",
@@ -239,17 +240,19 @@ class SecurityAssociation:
         if self.family == 4:
             self._base_sum += sum(struct.unpack("!4H", self._pair))
             self._base_sum %= 0xFFFF
-        # The common case gets a flat path with the AEAD object at hand: tunnel mode,
-        # IPv4 outer header, no UDP encapsulation, no ESN, AEAD. Everything else, and
-        # any packet the fast path is not sure about, takes the general path below.
+        # The common case gets a flat path: tunnel mode, IPv4 outer header, no UDP
+        # encapsulation (``_fast_v4``); with AEAD and no ESN the AEAD object is called
+        # directly (``_fast_aead``). Everything else, and any packet the fast path is not
+        # sure about, takes the general path.
+        self._fast_v4 = self._tunnel and self.family == 4 and encap is None
         self._fast_aead: AESGCM | ChaCha20Poly1305 | None = None
         self._salt = b""
         if isinstance(c, AeadEspCipher):
             self._salt = c.salt
-            if self._tunnel and self.family == 4 and encap is None and not esn:
+            if self._fast_v4 and not esn:
                 self._fast_aead = c.aead
-        # Outer length = inner length + this + padding (IPv4, AEAD: 8-byte IV, 16-byte ICV).
-        self._fast_total = 20 + 8 + 8 + 2 + 16
+        # Outer length = inner length + this + padding.
+        self._fast_total = 20 + self._esp_fixed + 2
         udp = 8 if encap else 0
         outer_ip = (20 if self.family == 4 else 40) if self._tunnel else 0
         self.overhead = outer_ip + udp + self._esp_fixed + (self._align - 1) + 2
@@ -298,15 +301,15 @@ class SecurityAssociation:
 
     def encapsulate(self, packet: Buffer) -> bytes:
         """The outer packet (IP[/UDP]/ESP) protecting the IP packet ``packet``."""
-        aead = self._fast_aead
-        if aead is not None:
-            # Fast path: an IPv4 inner packet, AEAD, IPv4 outer header, no UDP, no ESN,
-            # no TFC padding needed. It does what _encap_tunnel does, flattened; any
-            # packet it would refuse goes there instead, before any state changes.
+        if self._fast_v4:
+            # Fast path: an IPv4 inner packet in tunnel mode under an IPv4 outer header
+            # without UDP, no TFC padding needed. It does what _encap_tunnel does,
+            # flattened; any packet it would refuse goes there instead, before any state
+            # changes.
             n = len(packet)
             seq = self.seq_out + 1
-            # Padding to a 4-byte boundary (RFC 4303 §2.4); AEAD has no larger block.
-            total = n + self._fast_total + (-(n + 2) & 3)
+            pad = -(n + 2) % self._align  # RFC 4303 §2.4
+            total = n + self._fast_total + pad
             if (
                 n >= 20
                 and packet[0] >> 4 == 4
@@ -322,17 +325,27 @@ class SecurityAssociation:
                 # complement sum is the plain sum mod 0xFFFF, and its complement is
                 # -sum mod 0xFFFF (0 rather than 0xFFFF for a zero sum, as folding gives).
                 csum = -(self._base_sum + tos + total + ident + flags) % 0xFFFF
-                hdr = _V4_ESP_IV.pack(
-                    0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
-                    self._pair, self.spi, seq, seq,
-                )  # fmt: skip
-                # IV = sequence number, unique per key (RFC 4106 §3.1, RFC 7634 §2);
-                # AAD = SPI || seq (RFC 4106 §5, RFC 7634 §2.1).
-                out = hdr + aead.encrypt(
-                    _NONCE.pack(self._salt, seq),
-                    b"".join((packet, TRAILERS[IPPROTO_IPIP][-(n + 2) & 3])),
-                    hdr[20:28],
-                )
+                aead = self._fast_aead
+                if aead is not None:
+                    hdr = _V4_ESP_IV.pack(
+                        0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
+                        self._pair, self.spi, seq, seq,
+                    )  # fmt: skip
+                    # IV = sequence number, unique per key (RFC 4106 §3.1, RFC 7634 §2);
+                    # AAD = SPI || seq (RFC 4106 §5, RFC 7634 §2.1).
+                    out = hdr + aead.encrypt(
+                        _NONCE.pack(self._salt, seq),
+                        b"".join((packet, TRAILERS[IPPROTO_IPIP][pad])),
+                        hdr[20:28],
+                    )
+                else:
+                    hdr = IPV4_HEADER.pack(
+                        0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
+                        self.src_packed, self.dst_packed,
+                    )  # fmt: skip
+                    out = self._cipher.encrypt(
+                        hdr, self.spi, seq, packet, TRAILERS[IPPROTO_IPIP][pad]
+                    )
                 counters = self.counters
                 counters.packets += 1
                 counters.bytes += n
@@ -362,12 +375,13 @@ class SecurityAssociation:
             seq = self._next_seq()  # raises SequenceExhausted
         self.seq_out = seq
         if self.tfc_pad > n:
-            payload: Buffer = b"".join((packet, bytes(self.tfc_pad - n)))
-            pt = b"".join((payload, trailer(len(payload), nh, self._align)))
+            pt: Buffer = b"".join((packet, bytes(self.tfc_pad - n)))
+            tail = trailer(len(pt), nh, self._align)
         else:
             # The alignment is at most 16, so the trailer table covers every case.
-            pt = b"".join((packet, TRAILERS[nh][-(n + 2) % self._align]))
-        esp_len = self._esp_fixed + len(pt)
+            pt = packet
+            tail = TRAILERS[nh][-(n + 2) % self._align]
+        esp_len = self._esp_fixed + len(pt) + len(tail)
         encap = self.encap
         if self.family == 4:
             total = 20 + esp_len + (8 if encap else 0)
@@ -375,18 +389,19 @@ class SecurityAssociation:
                 raise self._refuse(Reason.OUT_ERROR, "outer packet longer than 65535 bytes")
             self._ident = ident = (self._ident + 1) & 0xFFFF
             flags = df << 8
-            csum = _fold_not(self._base_sum + tos + total + ident + flags)
+            # RFC 1071 sum and complement in one step (see encapsulate's fast path).
+            csum = -(self._base_sum + tos + total + ident + flags) % 0xFFFF
             prefix = IPV4_HEADER.pack(
                 0x45, tos, total, ident, flags, _OUTER_TTL, self._outer_proto, csum,
                 self.src_packed, self.dst_packed,
             )  # fmt: skip
             if encap:
                 prefix += UDP_HEADER.pack(encap[0], encap[1], 8 + esp_len, 0)
-            out = self._cipher.encrypt(prefix, self.spi, seq, pt)
+            out = self._cipher.encrypt(prefix, self.spi, seq, pt, tail)
         else:
             word = 0x60000000 | tos << 20 | flow
             if encap:
-                esp = self._cipher.encrypt(b"", self.spi, seq, pt)
+                esp = self._cipher.encrypt(b"", self.spi, seq, pt, tail)
                 # RFC 8200 §8.1: no zero UDP checksum over IPv6.
                 csum = udp_checksum(self.src_packed, self.dst_packed, encap[0], encap[1], esp)
                 out = b"".join((
@@ -399,7 +414,7 @@ class SecurityAssociation:
                 if esp_len > 0xFFFF:
                     raise self._refuse(Reason.OUT_ERROR, "ESP payload longer than 65535 bytes")
                 prefix = _IPV6_FIRST.pack(word, esp_len, IPPROTO_ESP, _OUTER_TTL) + self._pair
-                out = self._cipher.encrypt(prefix, self.spi, seq, pt)
+                out = self._cipher.encrypt(prefix, self.spi, seq, pt, tail)
         counters = self.counters
         counters.packets += 1
         counters.bytes += n
