@@ -147,6 +147,10 @@ class IkeManager:
         if sa.initiator and not any(sa.spi_r) and header.exchange_type != ExchangeType.IKE_SA_INIT:
             self.dropped += 1
             return
+        if sa.nat and local[1] == NATT_PORT and remote[0] == sa.remote[0] and remote != sa.remote:
+            # §2.23: with a NAT the peer moves to port 4500 after IKE_SA_INIT; answer (and
+            # encapsulate ESP) where it sends from now.
+            sa.local, sa.remote = local, remote
         tm.process_message(message, now)
         self._settle(tm)
 

@@ -6,9 +6,10 @@ Responder:  <--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}
 (the SA/TS payloads belong to the CHILD SA task that rides along). The AUTH payload
 signs <SignedOctets> = our IKE_SA_INIT message | the peer's nonce | prf(SK_p, ID').
 Authentication goes through the ``Authenticator`` protocol so the certificate methods
-of ``ike.v2.auth`` plug in beside ``PskAuthenticator``. A failure on the responder is
-answered with AUTHENTICATION_FAILED and the IKE SA is gone (§2.21.2); on the initiator
-it ends the IKE SA as well.
+of ``ike.v2.auth`` plug in beside ``PskAuthenticator``: a connection that implements
+``AuthenticatorSource`` (``ike.config_adapter``) supplies its own per IKE SA. A
+failure on the responder is answered with AUTHENTICATION_FAILED and the IKE SA is gone
+(§2.21.2); on the initiator it ends the IKE SA as well.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pyipsec.crypto.prf import Prf
 from pyipsec.errors import ConfigError
@@ -59,6 +60,28 @@ class Authenticator(Protocol):
         """Whether the peer's AUTH payload proves it holds the credential."""
         ...
 
+    def own_id(self, responder: bool) -> IdPayload | None:
+        """Our IDi/IDr, or None for the connection's ``local_id`` (or our address)."""
+        ...
+
+    def peer_id_ok(self, peer_id: IdPayload) -> bool | None:
+        """Whether the peer's identity is acceptable; None: compare with ``remote_id``."""
+        ...
+
+    def extra_payloads(self, request: bool) -> list[Payload]:
+        """CERT (and, in a request, CERTREQ) payloads sent beside AUTH (§3.6, §3.7)."""
+        ...
+
+
+@runtime_checkable
+class AuthenticatorSource(Protocol):
+    """A connection that brings its own credentials (certificates, several methods).
+
+    Without it the connection's ``psk`` is used with ``PskAuthenticator``.
+    """
+
+    def authenticator(self, sa: IkeSa) -> Authenticator: ...
+
 
 class PskAuthenticator:
     """§2.15 shared-key MIC: prf(prf(secret, "Key Pad for IKEv2"), <SignedOctets>)."""
@@ -89,6 +112,15 @@ class PskAuthenticator:
             return False
         expected = keymat.psk_auth(self._prf, self._secret, signed_octets)
         return hmac.compare_digest(expected, data)
+
+    def own_id(self, responder: bool) -> IdPayload | None:
+        return None
+
+    def peer_id_ok(self, peer_id: IdPayload) -> bool | None:
+        return None
+
+    def extra_payloads(self, request: bool) -> list[Payload]:
+        return []
 
 
 def id_payload(text: str | None, address: str, responder: bool) -> IdPayload:
@@ -132,7 +164,16 @@ def _id_matches(configured: str | None, got: IdPayload, address: str) -> bool:
 def authenticator_for(sa: IkeSa) -> Authenticator:
     if sa.config is None or sa.prf is None:
         raise ConfigError("IKE_AUTH before IKE_SA_INIT")
+    if isinstance(sa.config, AuthenticatorSource):
+        return sa.config.authenticator(sa)
     return PskAuthenticator(sa.prf, sa.config.psk)
+
+
+def _peer_ok(sa: IkeSa, authenticator: Authenticator, peer: IdPayload) -> bool:
+    verdict = authenticator.peer_id_ok(peer)
+    if verdict is not None:
+        return verdict
+    return sa.config is not None and _id_matches(sa.config.remote_id, peer, sa.remote[0])
 
 
 def _find(payloads: list[Payload], cls: type[Payload]) -> Payload | None:
@@ -155,8 +196,11 @@ class IkeAuth(Task):
             raise ConfigError("no PRF negotiated")
         return keymat.signed_octets(own_init, peer_nonce, self.sa.prf, sk_p, ident.body)
 
-    def _own_id(self) -> IdPayload:
+    def _own_id(self, authenticator: Authenticator) -> IdPayload:
         sa = self.sa
+        own = authenticator.own_id(not self.initiator)
+        if own is not None:
+            return own
         local_id = sa.config.local_id if sa.config is not None else None
         return id_payload(local_id, sa.local[0], responder=not self.initiator)
 
@@ -177,12 +221,14 @@ class IkeAuth(Task):
         sa = self.sa
         if sa.keys is None or sa.config is None:
             raise ConfigError("IKE_AUTH before IKE_SA_INIT")
-        own = self._own_id()
+        authenticator = authenticator_for(sa)
+        own = self._own_id(authenticator)
         out.append(own)
+        out.extend(authenticator.extra_payloads(True))
         if sa.config.remote_id and sa.config.remote_id != "%any":
             out.append(id_payload(sa.config.remote_id, sa.remote[0], responder=True))
         octets = self._octets(sa.init_request, sa.nonce_r, sa.keys.sk_pi, own)
-        out.append(AuthPayload(*authenticator_for(sa).build_auth(octets)))
+        out.append(AuthPayload(*authenticator.build_auth(octets)))
         # §2.4: we hold no other IKE SA with this peer, so it may drop stale ones.
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
 
@@ -204,12 +250,13 @@ class IkeAuth(Task):
         if not isinstance(peer, IdPayload) or not isinstance(auth, AuthPayload) or sa.keys is None:
             self.fail_reason, self.fail_notify = "failed", NotifyType.INVALID_SYNTAX
             return Status.FAILED
-        if sa.config is None or not _id_matches(sa.config.remote_id, peer, sa.remote[0]):
+        authenticator = authenticator_for(sa)
+        if not _peer_ok(sa, authenticator, peer):
             self.fail_reason, self.fail_notify = "auth-failed", NotifyType.AUTHENTICATION_FAILED
             return Status.FAILED
         octets = self._octets(sa.init_response, sa.nonce_i, sa.keys.sk_pr, peer)
         certs = [p.data for p in payloads if isinstance(p, CertPayload)]
-        if not authenticator_for(sa).verify_auth(auth.method, auth.data, octets, peer, certs):
+        if not authenticator.verify_auth(auth.method, auth.data, octets, peer, certs):
             self.fail_reason, self.fail_notify = "auth-failed", NotifyType.AUTHENTICATION_FAILED
             return Status.FAILED
         self._established(peer, now)
@@ -226,11 +273,12 @@ class IkeAuth(Task):
             raise failed  # EAP is not offered, so AUTH is mandatory (§2.16)
         if sa.keys is None or sa.config is None or peer.responder:
             raise failed
-        if not _id_matches(sa.config.remote_id, peer, sa.remote[0]):
+        authenticator = authenticator_for(sa)
+        if not _peer_ok(sa, authenticator, peer):
             raise failed
         octets = self._octets(sa.init_request, sa.nonce_r, sa.keys.sk_pi, peer)
         certs = [p.data for p in payloads if isinstance(p, CertPayload)]
-        if not authenticator_for(sa).verify_auth(auth.method, auth.data, octets, peer, certs):
+        if not authenticator.verify_auth(auth.method, auth.data, octets, peer, certs):
             raise failed
         sa.initial_contact = any(
             isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT
@@ -242,9 +290,11 @@ class IkeAuth(Task):
         sa = self.sa
         if sa.keys is None:
             raise NotifyError(NotifyType.AUTHENTICATION_FAILED, fatal=True)
-        own = self._own_id()
+        authenticator = authenticator_for(sa)
+        own = self._own_id(authenticator)
         out.append(own)
+        out.extend(authenticator.extra_payloads(False))
         octets = self._octets(sa.init_response, sa.nonce_i, sa.keys.sk_pr, own)
-        out.append(AuthPayload(*authenticator_for(sa).build_auth(octets)))
+        out.append(AuthPayload(*authenticator.build_auth(octets)))
         self._established(self._peer, now)
         return Status.DONE

@@ -57,6 +57,11 @@ def nat_hash(spi_i: bytes, spi_r: bytes, endpoint: Endpoint) -> bytes:
     return digest.finalize()
 
 
+def forced_encap(sa: IkeSa) -> bool:
+    """Whether the connection asks for ESP in UDP even without a NAT (``encap``)."""
+    return getattr(sa.config, "encap", False) is True
+
+
 def _notifies(payloads: list[Payload]) -> dict[int, NotifyPayload]:
     out: dict[int, NotifyPayload] = {}
     for p in payloads:
@@ -145,12 +150,11 @@ class IkeInit(Task):
     def _common(self, out: list[Payload]) -> None:
         sa = self.sa
         # §2.23: what we think our source and the peer's address are; in a request
-        # the responder's SPI is still zero.
-        out.append(
-            NotifyPayload(
-                NotifyType.NAT_DETECTION_SOURCE_IP, nat_hash(sa.spi_i, sa.spi_r, sa.local)
-            )
-        )
+        # the responder's SPI is still zero. A connection with ``encap`` forces UDP
+        # encapsulation by sending a source hash that cannot match, so both sides
+        # believe we are behind a NAT (as strongSwan's ``encap = yes`` does).
+        source = os.urandom(20) if forced_encap(sa) else nat_hash(sa.spi_i, sa.spi_r, sa.local)
+        out.append(NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, source))
         out.append(
             NotifyPayload(
                 NotifyType.NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, sa.spi_r, sa.remote)
@@ -180,6 +184,8 @@ class IkeInit(Task):
         if dst is not None:
             expect = nat_hash(header.spi_i, header.spi_r, sa.local)
             sa.nat_local = not hmac.compare_digest(expect, dst.data)
+        if forced_encap(sa):
+            sa.nat_local = True
         sa.peer_fragmentation = NotifyType.IKEV2_FRAGMENTATION_SUPPORTED in notes
         sig = notes.get(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         if sig is not None and len(sig.data) % 2 == 0:
