@@ -1,0 +1,137 @@
+"""cli/setkey_cmd: ``pyipsec setkey`` against a real pfkey.sock served in a thread."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyipsec.cli.setkey_cmd import build_parser, resolve_run_dir, run
+from pyipsec.engine.processor import Engine
+from pyipsec.io.control import SeqpacketServer
+from pyipsec.io.daemon import SelectorLoop
+from pyipsec.keyapi.pfkey_server import PfkeyServer
+
+DATA = Path(__file__).parent / "data" / "setkey"
+GOOD = """
+add 192.0.2.1 192.0.2.2 esp 0x1000 -m tunnel
+    -E aes-cbc 0x00112233445566778899aabbccddeeff
+    -A hmac-sha256 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f ;
+spdadd 198.51.100.0/24 203.0.113.0/24 any -P out ipsec esp/tunnel/192.0.2.1-192.0.2.2/require ;
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
+    engine = Engine()
+    loop = SelectorLoop()
+    pfkey = PfkeyServer(engine, now=lambda: 10.0, wall=lambda: 1_700_000_000.0, drain_events=True)
+    server = SeqpacketServer(tmp_path / "pfkey.sock", pfkey, loop, allowed_uids=[os.getuid()])
+    server.start()
+    pfkey.attach(lambda: server.connections)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            loop.run_once(0.02)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield tmp_path, engine
+    stop.set()
+    thread.join(5)
+    server.close()
+    loop.close()
+
+
+def setkey(run_dir: Path, *argv: str, stdin: str = "", count: int | None = None) -> Any:
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(["--run-dir", str(run_dir), *argv])
+    code = run(args, stdin=io.StringIO(stdin), stdout=out, stderr=err, monitor_count=count)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_file_then_dumps_then_flushes(daemon: Any, tmp_path: Path) -> None:
+    run_dir, engine = daemon
+    conf = tmp_path / "good.conf"
+    conf.write_text(GOOD)
+    assert setkey(run_dir, "-f", str(conf)) == (0, "", "")
+    code, out, _ = setkey(run_dir, "-D")
+    assert code == 0
+    assert out.startswith("192.0.2.1 192.0.2.2 \n\tesp mode=tunnel spi=4096(0x00001000)")
+    code, out, _ = setkey(run_dir, "-D", "-P")
+    assert "198.51.100.0/24[any] 203.0.113.0/24[any] 255\n\tout prio def ipsec\n" in out
+    assert setkey(run_dir, "-F")[0] == 0 and engine.dump_sa() == []
+    assert setkey(run_dir, "-F", "-P")[0] == 0 and engine.dump_policy() == []
+    assert setkey(run_dir, "-D")[1] == "No SAD entries.\n"
+
+
+def test_syntax_error_names_the_place_and_applies_nothing(daemon: Any, tmp_path: Path) -> None:
+    run_dir, engine = daemon
+    conf = tmp_path / "bad.conf"
+    conf.write_text(GOOD + "spdadd 198.51.100.0/24 203.0.113.0/24 any -P sideways none ;\n")
+    code, out, err = setkey(run_dir, "-f", str(conf))
+    assert code == 1 and out == ""
+    assert err.startswith(f"{conf}:6:") and "sideways" in err
+    assert engine.dump_sa() == [] and engine.dump_policy() == []
+
+
+def test_refused_command_is_reported_by_line(daemon: Any) -> None:
+    run_dir, engine = daemon
+    text = (
+        GOOD + "add 192.0.2.1 192.0.2.2 esp 0x1000 -E aes-cbc 0x00112233445566778899aabbccddeeff"
+        ' -A hmac-sha1 "twenty byte key ok!!" ;\n'
+    )
+    code, _, err = setkey(run_dir, "-c", stdin=text)
+    assert code == 1
+    assert err == "<stdin>:6: File exists\n"
+    assert len(engine.dump_sa()) == 1
+
+
+def test_static_aead_key_warns(daemon: Any) -> None:
+    run_dir, engine = daemon
+    text = (
+        "add 192.0.2.1 192.0.2.2 esp 0x2000 -E aes-gcm-16 "
+        "0x000102030405060708090a0b0c0d0e0f10111213 ;\n"
+    )
+    code, _, err = setkey(run_dir, "-c", stdin=text)
+    assert code == 0
+    assert err.startswith("warning: <stdin>:1: aes-gcm-16") and "RFC 4106" in err
+    assert engine.get_sa("192.0.2.2", 0x2000).spec.enc == "aes128gcm16"
+
+
+def test_monitor_shows_its_own_promisc_echo(daemon: Any) -> None:
+    run_dir, _ = daemon
+    code, out, _ = setkey(run_dir, "-x", count=1)
+    assert code == 0 and out.startswith("X_PROMISC satype=1 seq=1")
+
+
+def test_manual_examples_file_parses(daemon: Any) -> None:
+    # The manual's own algorithms (DES, MD5, AH, TCP-MD5) reach the daemon and are
+    # refused line by line; the rest (policies) applies.
+    run_dir, engine = daemon
+    code, _, err = setkey(run_dir, "-f", str(DATA / "manual_examples.conf"))
+    assert code == 1
+    assert "Function not implemented" in err and "Protocol not supported" in err
+    assert len(engine.dump_policy()) >= 3
+
+
+def test_usage_and_unreachable_daemon(tmp_path: Path) -> None:
+    assert setkey(tmp_path, "-P")[0] == 1
+    code, _, err = setkey(tmp_path, "-D")
+    assert code == 1 and "cannot reach the daemon" in err
+    code, _, err = setkey(tmp_path)
+    assert code == 1 and "-f FILE" in err
+
+
+def test_run_dir_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYIPSEC_RUN_DIR", raising=False)
+    assert resolve_run_dir(None) == Path("/run/pyipsec")
+    monkeypatch.setenv("PYIPSEC_RUN_DIR", "/tmp/elsewhere")
+    assert resolve_run_dir(None) == Path("/tmp/elsewhere")
+    assert resolve_run_dir("/tmp/given") == Path("/tmp/given")
