@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import threading
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pyipsec.cli.setkey_cmd import build_parser, resolve_run_dir, run
+from pyipsec.cli.setkey_cmd import build_parser, resolve_run_dir, run, setup
 from pyipsec.engine.processor import Engine
 from pyipsec.io.control import SeqpacketServer
 from pyipsec.io.daemon import SelectorLoop
@@ -135,3 +136,11 @@ def test_run_dir_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYIPSEC_RUN_DIR", "/tmp/elsewhere")
     assert resolve_run_dir(None) == Path("/tmp/elsewhere")
     assert resolve_run_dir("/tmp/given") == Path("/tmp/given")
+
+
+def test_setup_plugs_into_a_subcommand_parser(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="pyipsec setkey")
+    runner = setup(parser)
+    args = parser.parse_args(["--run-dir", str(tmp_path), "-D", "-P"])
+    assert (args.dump, args.policy, args.run_dir) == (True, True, str(tmp_path))
+    assert runner(args) == 1  # no daemon in tmp_path

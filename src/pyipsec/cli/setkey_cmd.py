@@ -13,8 +13,11 @@ reported as ``FILE:LINE: reason`` and the rest goes on, as with setkey. Exit sta
 when everything applied, 1 otherwise (setkey's convention). Manually keyed AEAD SAs get
 a warning on stderr (RFC 4106 §8.1, RFC 7634 §4).
 
-Plugging into ``cli/main.py``: ``setkey_cmd.add_parser(subparsers)`` registers the
-subcommand with ``func=setkey_cmd.run``; ``run(args)`` returns the exit status.
+Plugging into ``cli/main.py`` (its ``@subcommand`` registry)::
+
+    @subcommand("setkey", "manage SAs and policies (setkey syntax)")
+    def _setkey(parser: argparse.ArgumentParser) -> Runner:
+        return setkey_cmd.setup(parser)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -34,7 +38,15 @@ from pyipsec.keyapi.setkey_commands import Command
 from pyipsec.keyapi.setkey_grammar import parse_setkey, static_key_warnings
 from pyipsec.keyapi.setkey_lexer import SetkeyError
 
-__all__ = ["SocketTransport", "add_parser", "build_parser", "main", "resolve_run_dir", "run"]
+__all__ = [
+    "SocketTransport",
+    "add_parser",
+    "build_parser",
+    "main",
+    "resolve_run_dir",
+    "run",
+    "setup",
+]
 
 DEFAULT_RUN_DIR = "/run/pyipsec"
 RUN_DIR_ENV = "PYIPSEC_RUN_DIR"
@@ -93,6 +105,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("setkey", help="manage SAs and policies (setkey syntax)")
     add_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def setup(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """``cli.main``'s Setup: declare the arguments on ``parser``, return the runner."""
+    add_arguments(parser)
+
+    def runner(args: argparse.Namespace) -> int:
+        return run(args)
+
+    return runner
 
 
 def build_parser() -> argparse.ArgumentParser:
