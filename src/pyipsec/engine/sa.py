@@ -83,12 +83,6 @@ def _parse_addr(value: Address, what: str) -> ipaddress.IPv4Address | ipaddress.
         raise ConfigError(f"{what} is not an IPv4 or IPv6 address: {value!r}") from None
 
 
-def _fold_not(s: int) -> int:
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 class SecurityAssociation:
     """An ESP SA in tunnel or transport mode, optionally UDP-encapsulated (RFC 3948).
 
@@ -776,7 +770,7 @@ def _ecn_decap(outer: int, nh: int, pt: Buffer, ilen: int) -> bytes:
         hc = buf[10] << 8 | buf[11]
         buf[1] = tos & 0xFC | new
         s = (~hc & 0xFFFF) + (~old_w & 0xFFFF) + new_w
-        buf[10:12] = _fold_not(s).to_bytes(2, "big")
+        buf[10:12] = (-s % 0xFFFF).to_bytes(2, "big")  # folded and complemented
     else:
         buf[1] = (buf[1] & 0xCF) | new << 4
     return bytes(buf)
