@@ -46,7 +46,8 @@ _IPV6_FIRST = struct.Struct("!IHBB")
 # Fast path (see SecurityAssociation._fast_v4): outer IPv4 header, ESP header and the
 # 8-byte IV in one struct; and the fields of a received IPv4/ESP header it looks at.
 _V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
-_V4_ESP_IN = struct.Struct("!BBH2xHxB10xII")
+_V4_ESP_IN = struct.Struct("!BBH2xHxB10xIIQ")
+_V4_TRAILERS = TRAILERS[IPPROTO_IPIP]
 _NONCE = struct.Struct("!4sQ")
 _OUTER_TTL = 64
 _M32 = 0xFFFFFFFF
@@ -583,26 +584,28 @@ class SecurityAssociation:
     def decapsulate(self, packet: Buffer) -> bytes:
         """The inner packet of an outer IP[/UDP]/ESP packet; raises PacketDropped."""
         aead = self._fast_aead
-        if aead is not None and len(packet) >= 60:
+        n = len(packet)
+        if aead is not None and n >= 60:
             # Fast path (see encapsulate) for the plain case: IPv4 outer header without
             # options, fragmentation or ECN marks, ESP, this SPI, a sequence number the
             # window accepts without looking at its bitmap. Anything else goes through
             # _decap. Order as there: replay check, ICV, window advance, trailer checks.
-            vihl, tos, total, frag, proto, spi, seq = _V4_ESP_IN.unpack_from(packet)
+            vihl, tos, total, frag, proto, spi, seq, iv = _V4_ESP_IN.unpack_from(packet)
             replay = self.replay
             if (
                 vihl == 0x45
                 and proto == IPPROTO_ESP
-                and total == len(packet)
+                and total == n
                 and not frag & 0x3FFF
                 and not tos & 3
                 and spi == self.spi
                 and seq
                 and (seq > replay.top or not replay.size)
             ):
-                mv = memoryview(packet)
                 try:
-                    pt = aead.decrypt(self._salt + mv[28:36], mv[36:], mv[20:28])
+                    pt = aead.decrypt(
+                        _NONCE.pack(self._salt, iv), memoryview(packet)[36:], packet[20:28]
+                    )
                 except InvalidTag:
                     counters = self.counters
                     counters.integrity_failed += 1
@@ -612,19 +615,16 @@ class SecurityAssociation:
                 m = len(pt) - 2
                 pad = pt[m]
                 end = m - pad
-                nh = pt[m + 1]
-                if (
-                    nh == IPPROTO_IPIP
-                    and end >= 20
-                    and (not pad or pt[end:m] == PAD_BYTES[:pad])
-                    and pt[0] >> 4 == 4
-                ):
+                # The usual trailer (under 16 bytes of padding, next header 4) compared
+                # whole: padding contents, pad length and next header at once.
+                if end >= 20 and pad < 16 and pt[end:] == _V4_TRAILERS[pad] and pt[0] >> 4 == 4:
                     ilen = pt[2] << 8 | pt[3]
                     if 20 <= ilen <= end:
                         counters = self.counters
                         counters.packets += 1
                         counters.bytes += ilen
                         return pt[:ilen]
+                nh = pt[m + 1]
                 # Authenticated but not a plain IPv4 inner packet: the general checks
                 # name the reason (or accept an IPv6 inner packet).
                 try:
