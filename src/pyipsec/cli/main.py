@@ -213,6 +213,8 @@ def format_status(doc: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- main ----
 def build_parser() -> argparse.ArgumentParser:
+    from pyipsec.cli import setkey_cmd, xfrm_cmd  # noqa: F401  (they register themselves)
+
     parser = argparse.ArgumentParser(prog="pyipsec", description="A userspace IPsec stack.")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, setup) in _COMMANDS.items():
@@ -234,4 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not __main__: subcommand modules register themselves on
+    # ``pyipsec.cli.main``, which would otherwise be a second copy of this file.
+    from pyipsec.cli import main as _cli
+
+    sys.exit(_cli.main())

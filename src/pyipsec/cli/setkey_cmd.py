@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from pyipsec.cli.main import subcommand
 from pyipsec.errors import ConfigError, KeyApiError
 from pyipsec.keyapi.setkey_client import SetkeyClient, Transport
 from pyipsec.keyapi.setkey_commands import Command
@@ -115,6 +116,11 @@ def setup(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
         return run(args)
 
     return runner
+
+
+@subcommand("setkey", "manage SAs and policies (setkey syntax)")
+def _register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    return setup(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
