@@ -15,6 +15,7 @@ Client commands find their daemon by ``--run-dir``, else ``$PYIPSEC_RUN_DIR``, e
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -34,6 +35,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(subsystem)s] %(message)s"
 Runner = Callable[[argparse.Namespace], int]
 Setup = Callable[[argparse.ArgumentParser], Runner]
 _COMMANDS: dict[str, tuple[str, Setup]] = {}
+_COMMAND_MODULES = ("pyipsec.cli.ike_cmd",)  # modules whose @subcommand run at import
+# Extra sections of ``pyipsec status`` (e.g. IKE SAs): doc -> lines, appended in order.
+STATUS_SECTIONS: list[Callable[[dict[str, Any]], list[str]]] = []
 
 
 def subcommand(name: str, help_text: str) -> Callable[[Setup], Setup]:
@@ -202,6 +206,8 @@ def format_status(doc: dict[str, Any]) -> str:
             f"  {p['direction']:<3} {p['src']} -> {p['dst']}{proto} {p['action']}"
             f"{' ' + tmpl if tmpl else ''} ({p['hits']} hits)"
         )
+    for section in STATUS_SECTIONS:
+        lines += section(doc)
     stats = doc.get("stats", {})
     io_stats = daemon.get("io", {}) if daemon else {}
     if stats or io_stats:
@@ -215,6 +221,8 @@ def format_status(doc: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from pyipsec.cli import setkey_cmd, xfrm_cmd  # noqa: F401  (they register themselves)
 
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(prog="pyipsec", description="A userspace IPsec stack.")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, setup) in _COMMANDS.items():

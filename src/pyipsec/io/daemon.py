@@ -41,6 +41,7 @@ from pyipsec.engine.processor import Engine
 from pyipsec.engine.sad import SadEntry
 from pyipsec.errors import ConfigError, ParseError, PyipsecError, Reason
 from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer, status_document
+from pyipsec.io.ike_service import attach_ike
 from pyipsec.io.keyapis import serve_key_apis
 from pyipsec.io.mtu import TooBig, clamp_mss, fragment_ipv4, too_big_action
 from pyipsec.io.routing import MARK, PREF, TABLE, PolicyRoutes, local_addresses, route_device
@@ -272,6 +273,8 @@ class Daemon:
         # IKE datagrams from port 4500 (after the non-ESP marker): (payload, src, dst,
         # sport, dport), addresses packed. Until IKE lands they are counted and dropped.
         self.ike_hook: Callable[[bytes, bytes, bytes, int, int], None] | None = None
+        self.reload_hooks: list[Callable[[], None]] = []  # SIGHUP (io.ike_service: --config)
+        self.close_hooks: list[Callable[[], None]] = []
         self._engine_timer: TimerHandle | None = None
         self._peer_mtu: dict[str, tuple[int, float]] = {}
         self._pid_file = Path(options.run_dir) / "pyipsec.pid"
@@ -292,8 +295,6 @@ class Daemon:
         run_dir = Path(opts.run_dir)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._claim_pid_file()
-        if opts.config is not None:
-            log.warning("--config %s ignored: the config loader does not exist yet", opts.config)
         self.tun = Tun.open(opts.tun)
         self.net = NetworkSockets(opts.mark, port=opts.port, ipv6=opts.ipv6)
         self.routes = PolicyRoutes(self.tun.name, table=opts.table, mark=opts.mark, pref=opts.pref)
@@ -307,6 +308,8 @@ class Daemon:
         handler = JsonControlHandler({"status": self._cmd_status, "ping": lambda req: "pong"})
         self.control = self.add_server("control.sock", handler)
         serve_key_apis(self)  # pfkey.sock and xfrm.sock
+        if opts.config is not None:
+            attach_ike(self, opts.config)  # IKE on UDP 500/4500, swanctl.conf connections
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
@@ -344,6 +347,8 @@ class Daemon:
         if self._closing:
             return
         self._closing = True
+        for hook in self.close_hooks:
+            hook()
         for server in self.servers:
             server.close()
         self.servers.clear()
@@ -372,7 +377,9 @@ class Daemon:
         self.loop.stop()
 
     def _on_reload(self) -> None:
-        log.info("SIGHUP: no configuration loader yet, nothing to reload")
+        log.info("SIGHUP: reloading")
+        for hook in self.reload_hooks:
+            hook()
         self._refresh_local_addresses()
 
     def _refresh_local_addresses(self) -> None:

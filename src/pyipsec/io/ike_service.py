@@ -1,0 +1,487 @@
+"""IKE inside the daemon: the sans-I/O ``IkeManager`` driven from the daemon's loop.
+
+What this glue does (the manager does everything else):
+
+- UDP port 500: sockets of our own (SO_MARK, so IKE to a protected peer leaves by the
+  normal routes, and ``IP_PKTINFO`` to learn which local address the peer used). Port
+  4500 belongs to the daemon (shared with ESP-in-UDP, RFC 3948): it hands us what
+  follows the non-ESP marker (``Daemon.ike_hook``) and we send on its socket with the
+  marker put back (§2.2).
+- Timers: one loop timer at ``manager.get_timer()``, re-armed after every change.
+- Engine events (ACQUIRE, EXPIRE) -> ``manager.handle_engine_event``; the IKE events
+  (SA up, down, failed) are logged, with names and SPIs, never keys.
+- Configuration: a swanctl.conf (``config.swanctl``) mapped by ``ike.config_adapter``;
+  ``start_action = start`` initiates, ``trap`` installs trap policies; ``reload()``
+  (SIGHUP) re-reads the file, keeps the IKE SAs of connections still there, removes the
+  traps of those gone.
+- control.sock commands: ``ike-up`` (name, child), ``ike-down`` (name), ``ike-status``,
+  ``ike-reload``; ``status`` gains an ``ike`` section.
+
+``IkeService`` itself only needs a loop (``call_at``/``time``) and a ``Transport``, so
+tests run it over fake ones; ``attach_ike(daemon, path)`` wires the real sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pyipsec.config.swanctl import SwanctlConfig, load_swanctl
+from pyipsec.engine.backend import KeyManagementBackend
+from pyipsec.engine.events import Acquire, Expire
+from pyipsec.errors import ConfigError
+from pyipsec.ike.config_adapter import EngineConnection, adapt, utc_now
+from pyipsec.ike.v2.events import (
+    ChildSaDeleted,
+    ChildSaFailed,
+    ChildSaInstalled,
+    Endpoint,
+    Event,
+    IkeSaDeleted,
+    IkeSaEstablished,
+)
+from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState
+from pyipsec.ike.v2.manager import IKE_PORT, NATT_PORT, IkeManager, ManagerSettings
+from pyipsec.io.sockets import SO_MARK, recv_with_pktinfo
+
+if TYPE_CHECKING:
+    from pyipsec.io.daemon import Daemon
+
+log = logging.getLogger("pyipsec.ike")
+
+NON_ESP_MARKER = bytes(4)  # RFC 3948 §2.2: IKE on port 4500 starts with four zero octets
+IP_PKTINFO = 8
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+EVENT_HISTORY = 64  # IKE events kept for ``ike-status``
+
+
+class Loop(Protocol):
+    """What the service needs of an event loop (``SelectorLoop`` has it)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Any: ...
+
+
+class Transport(Protocol):
+    """Sends one IKE message; ``src``/``dst`` are (address, port) pairs."""
+
+    def send(self, data: bytes, src: Endpoint, dst: Endpoint) -> None: ...
+
+
+class IkeService:
+    """One ``IkeManager`` on a loop and a transport, with a swanctl configuration."""
+
+    def __init__(
+        self,
+        backend: KeyManagementBackend,
+        loop: Loop,
+        transport: Transport,
+        *,
+        settings: ManagerSettings | None = None,
+        after_change: Callable[[], None] = lambda: None,
+        source_address: Callable[[str], str | None] = lambda peer: None,
+    ) -> None:
+        self.manager = IkeManager(backend, (), settings)
+        self.loop = loop
+        self.transport = transport
+        self.after_change = after_change
+        self.source_address = source_address
+        self.config_path: Path | None = None
+        self.connections: dict[str, EngineConnection] = {}
+        self.traps: dict[tuple[str, str], int] = {}  # (connection, child) -> reqid
+        self.history: list[dict[str, Any]] = []
+        self.send_errors = 0
+        self._timer: Any = None
+        self._timer_at: float | None = None
+
+    # -- configuration ------------------------------------------------------------------
+    def load_file(self, path: str | Path) -> None:
+        """Read a swanctl.conf and apply it (SwanctlError names file and line)."""
+        self.config_path = Path(path)
+        config = load_swanctl(self.config_path)
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        self.apply(config)
+
+    def reload(self) -> None:
+        if self.config_path is None:
+            log.info("no --config file: nothing to reload")
+            return
+        try:
+            self.load_file(self.config_path)
+        except ConfigError as exc:
+            # A broken edit must not take the running tunnels down: keep the old set.
+            log.error("reload failed, configuration unchanged: %s", exc)
+            return
+        log.info("reloaded %s: %d connections", self.config_path, len(self.connections))
+
+    def apply(self, config: SwanctlConfig) -> None:
+        """Use ``config``'s connections: start or trap what asks for it."""
+        new = {c.name: c for c in adapt(config, utc_now)}
+        now = self.loop.time()
+        for key, reqid in list(self.traps.items()):
+            conn = new.get(key[0])
+            if conn is None or conn.child(key[1]) is None or conn != self.connections.get(key[0]):
+                self._untrap(key, reqid)
+        for name in set(self.connections) - set(new):
+            self.manager.configs.pop(name, None)
+        old = self.connections
+        self.connections = new
+        for conn in new.values():
+            self.manager.add_config(conn)
+        for conn in new.values():
+            changed = old.get(conn.name) != conn
+            for child in conn.children:
+                if "trap" in child.start_action and (conn.name, child.name) not in self.traps:
+                    try:
+                        self.traps[(conn.name, child.name)] = self.manager.install_trap(
+                            conn.name, child.name
+                        )
+                    except ConfigError as exc:
+                        log.error("%s/%s: trap not installed: %s", conn.name, child.name, exc)
+                if "start" in child.start_action and changed and not self._has_sa(conn.name):
+                    try:
+                        self.initiate(conn.name, child.name, now=now)
+                    except ConfigError as exc:
+                        log.error("%s: not started: %s", conn.name, exc)
+        self.pump()
+
+    def _untrap(self, key: tuple[str, str], reqid: int) -> None:
+        del self.traps[key]
+        with contextlib.suppress(ConfigError):
+            self.manager.uninstall_trap(reqid)
+
+    def _has_sa(self, name: str) -> bool:
+        return any(
+            sa.name == name and sa.state is not IkeSaState.DESTROYED for sa in self.manager.ike_sas
+        )
+
+    # -- commands -------------------------------------------------------------------------
+    def initiate(self, name: str, child: str | None = None, *, now: float | None = None) -> IkeSa:
+        conn = self.connections.get(name)
+        if conn is None:
+            raise ConfigError(f"no connection named {name!r}")
+        if child is not None and conn.child(child) is None:
+            raise ConfigError(f"connection {name!r} has no child {child!r}")
+        if not conn.remote_addrs:
+            raise ConfigError(f"connection {name!r} has no remote address to initiate to")
+        peer = conn.remote_addrs[0]
+        local = conn.local_addrs[0] if conn.local_addrs else self.source_address(peer)
+        if local is None:
+            raise ConfigError(f"connection {name!r}: no local address reaches {peer}")
+        port = conn.source.remote_port
+        sa = self.manager.initiate(
+            name,
+            self.loop.time() if now is None else now,
+            local=(local, conn.source.local_port),
+            remote=(peer, port),
+            child=child,
+        )
+        log.info("%s: initiating to %s[%d]", name, peer, port)
+        self.pump()
+        return sa
+
+    def terminate(self, name: str) -> int:
+        """Delete every IKE SA of connection ``name``; how many there were."""
+        if name not in self.connections:
+            raise ConfigError(f"no connection named {name!r}")
+        now = self.loop.time()
+        found = [sa for sa in self.manager.ike_sas if sa.name == name]
+        for sa in found:
+            self.manager.delete_ike(sa, now)
+        self.pump()
+        return len(found)
+
+    def status(self) -> dict[str, Any]:
+        now = self.loop.time()
+        sas = self.manager.status()
+        for item, sa in zip(sas, self.manager.ike_sas, strict=True):
+            conn = self.connections.get(sa.name)
+            up = sa.established_at
+            item["established_for"] = None if up is None else now - up
+            if conn is not None and up is not None and conn.source.rekey_time:
+                item["rekey_in"] = conn.source.rekey_time - (now - up)
+        return {
+            "connections": [
+                {
+                    "name": c.name,
+                    "local_addrs": list(c.local_addrs),
+                    "remote_addrs": list(c.remote_addrs),
+                    "auth": c.credential.method,
+                    "children": [
+                        {"name": ch.name, "start_action": sorted(ch.start_action)}
+                        for ch in c.children
+                    ],
+                }
+                for c in self.connections.values()
+            ],
+            "ike_sas": sas,
+            "traps": [{"name": n, "child": c, "reqid": r} for (n, c), r in self.traps.items()],
+            "events": self.history[-16:],
+            "dropped": self.manager.dropped,
+        }
+
+    def commands(self) -> dict[str, Callable[[dict[str, Any]], object]]:
+        """control.sock commands (``JsonControlHandler`` table entries)."""
+
+        def up(req: dict[str, Any]) -> object:
+            name, child = req.get("name"), req.get("child")
+            if not isinstance(name, str) or not (child is None or isinstance(child, str)):
+                raise ConfigError('ike-up needs {"name": CONNECTION[, "child": CHILD]}')
+            sa = self.initiate(name, child)
+            return {"name": name, "spi_i": sa.spi_i.hex()}
+
+        def down(req: dict[str, Any]) -> object:
+            name = req.get("name")
+            if not isinstance(name, str):
+                raise ConfigError('ike-down needs {"name": CONNECTION}')
+            return {"name": name, "deleted": self.terminate(name)}
+
+        def reload(req: dict[str, Any]) -> object:
+            self.reload()
+            return {"connections": sorted(self.connections)}
+
+        return {
+            "ike-up": up,
+            "ike-down": down,
+            "ike-status": lambda req: self.status(),
+            "ike-reload": reload,
+        }
+
+    # -- I/O entry points -----------------------------------------------------------------
+    def receive(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
+        """One IKE message (without the non-ESP marker) from ``remote`` to ``local``."""
+        self.manager.receive_datagram(data, local, remote, self.loop.time())
+        self.pump()
+
+    def on_engine_event(self, event: object) -> None:
+        if isinstance(event, Acquire | Expire):
+            self.manager.handle_engine_event(event, self.loop.time())
+            self.pump()
+
+    def pump(self) -> None:
+        """Send what the manager produced, report its events, re-arm the timer."""
+        now = self.loop.time()
+        for datagram in self.manager.datagrams_to_send(now):
+            try:
+                self.transport.send(datagram.data, datagram.src, datagram.dst)
+            except OSError as exc:
+                # A lost datagram is retransmitted by the manager; just count it.
+                self.send_errors += 1
+                log.debug("IKE send %s -> %s: %s", datagram.src, datagram.dst, exc)
+        while (event := self.manager.next_event()) is not None:
+            self._report(event, now)
+        self.after_change()
+        self._arm()
+
+    def _arm(self) -> None:
+        when = self.manager.get_timer()
+        if when is None or (self._timer_at is not None and self._timer_at <= when):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.manager.handle_timer(self.loop.time())
+        self.pump()
+
+    def _report(self, event: Event, now: float) -> None:
+        entry: dict[str, Any] = {"time": now, "event": type(event).__name__}
+        if isinstance(event, IkeSaEstablished):
+            log.info(
+                "%s: IKE SA %s_i %s_r established %s[%d] <-> %s[%d], peer %s",
+                event.name, event.spi_i.hex(), event.spi_r.hex(), event.local[0],
+                event.local[1], event.remote[0], event.remote[1], event.remote_id,
+            )  # fmt: skip
+            entry.update(name=event.name, spi_i=event.spi_i.hex(), remote_id=event.remote_id)
+        elif isinstance(event, IkeSaDeleted):
+            log.info(
+                "%s: IKE SA %s_i %s_r gone (%s%s)", event.name, event.spi_i.hex(),
+                event.spi_r.hex(), event.reason, f", notify {event.notify}" if event.notify else "",
+            )  # fmt: skip
+            entry.update(name=event.name, spi_i=event.spi_i.hex(), reason=event.reason)
+        elif isinstance(event, ChildSaInstalled):
+            log.info(
+                "%s/%s: CHILD SA installed, spi in %08x out %08x, %s, %s === %s",
+                event.ike_name, event.name, event.spi_in, event.spi_out, event.proposal,
+                ",".join(map(str, event.local_ts)), ",".join(map(str, event.remote_ts)),
+            )  # fmt: skip
+            entry.update(name=event.ike_name, child=event.name, spi_in=f"{event.spi_in:08x}")
+        elif isinstance(event, ChildSaFailed):
+            log.warning("%s/%s: CHILD SA failed (notify %d)", event.ike_name, event.name,
+                        event.notify)  # fmt: skip
+            entry.update(name=event.ike_name, child=event.name, notify=event.notify)
+        elif isinstance(event, ChildSaDeleted):
+            log.info("%s/%s: CHILD SA %08x/%08x deleted (%s)", event.ike_name, event.name,
+                     event.spi_in, event.spi_out, event.reason)  # fmt: skip
+            entry.update(name=event.ike_name, child=event.name, reason=event.reason)
+        self.history.append(entry)
+        del self.history[:-EVENT_HISTORY]
+
+
+# ======================================================================== real I/O ====
+def _pktinfo(src: str) -> list[tuple[int, int, bytes]]:
+    """Ancillary data that sends from ``src`` (ip(7) IP_PKTINFO, RFC 3542 §6.1)."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in src else socket.AF_INET, src)
+    if len(packed) == 16:
+        return [(socket.IPPROTO_IPV6, IPV6_PKTINFO, packed + bytes(4))]
+    return [(socket.IPPROTO_IP, IP_PKTINFO, bytes(4) + packed + bytes(4))]
+
+
+class UdpTransport:
+    """Port 500 sockets of our own, and the daemon's port-4500 sockets for NAT-T."""
+
+    def __init__(
+        self,
+        mark: int,
+        natt: dict[str, socket.socket],
+        *,
+        port: int = IKE_PORT,
+        natt_port: int = NATT_PORT,
+        ipv6: bool = True,
+    ) -> None:
+        self.mark = mark
+        self.port = port
+        self.natt_port = natt_port
+        self.natt = natt  # "udp4"/"udp6" -> the daemon's sockets on natt_port
+        self.sockets: dict[str, socket.socket] = {}
+        try:
+            self._open("udp4", socket.AF_INET)
+            if ipv6:
+                self._open("udp6", socket.AF_INET6)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str, family: int) -> None:
+        flags = socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        sock = socket.socket(family, flags, socket.IPPROTO_UDP)
+        self.sockets[name] = sock
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            sock.bind(("::", self.port))
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.bind(("0.0.0.0", self.port))  # noqa: S104 - IKE from any peer
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.sockets.clear()
+
+    def send(self, data: bytes, src: Endpoint, dst: Endpoint) -> None:
+        name = "udp6" if ":" in dst[0] else "udp4"
+        if src[1] == self.natt_port or dst[1] == self.natt_port:
+            sock = self.natt.get(name)
+            data = NON_ESP_MARKER + data  # RFC 3948 §2.2
+        else:
+            sock = self.sockets.get(name)
+        if sock is None:
+            raise OSError(errno.EAFNOSUPPORT, f"no {name} socket")
+        sock.sendmsg([data], _pktinfo(src[0]), 0, dst)
+
+    def readers(self) -> list[socket.socket]:
+        return list(self.sockets.values())
+
+
+def route_source(mark: int) -> Callable[[str], str | None]:
+    """The local address the kernel would send from to ``peer`` (by the marked routes)."""
+
+    def source(peer: str) -> str | None:
+        family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+            try:
+                probe.connect((peer, IKE_PORT))  # no packet is sent: UDP connect only routes
+            except OSError:
+                return None
+            return str(probe.getsockname()[0])
+
+    return source
+
+
+def _text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+def attach_ike(
+    daemon: Daemon, config: str | Path, settings: ManagerSettings | None = None
+) -> IkeService:
+    """Run IKE in ``daemon`` with the swanctl file ``config`` (errors name file:line)."""
+    net = daemon.net
+    if net is None:
+        raise ConfigError("IKE needs the daemon's network sockets")
+    mark = daemon.options.mark
+    natt = {k: v for k, v in net.sockets.items() if k in ("udp4", "udp6")}
+    transport = UdpTransport(mark, natt, natt_port=daemon.options.port, ipv6=daemon.options.ipv6)
+    service = IkeService(
+        daemon.engine,
+        daemon.loop,
+        transport,
+        settings=settings,
+        after_change=daemon.after_key_management,
+        source_address=route_source(mark),
+    )
+    try:
+        service.load_file(config)
+    except BaseException:
+        transport.close()
+        raise
+
+    def read(sock: socket.socket) -> None:
+        for data, src, dst, sport, _ in recv_with_pktinfo(sock):
+            with contextlib.suppress(ValueError):
+                service.manager.receive_datagram(
+                    data, (_text(dst), transport.port), (_text(src), sport), daemon.loop.time()
+                )
+        service.pump()
+
+    for sock in transport.readers():
+        daemon.loop.add_reader(sock.fileno(), read, sock)
+
+    def from_natt(payload: bytes, src: bytes, dst: bytes, sport: int, dport: int) -> None:
+        with contextlib.suppress(ValueError):
+            service.receive(payload, (_text(dst), dport), (_text(src), sport))
+
+    daemon.ike_hook = from_natt
+    daemon.event_hooks.append(service.on_engine_event)
+    daemon.reload_hooks.append(service.reload)
+    daemon.close_hooks.append(transport.close)
+    _add_commands(daemon, service)
+    return service
+
+
+def _add_commands(daemon: Daemon, service: IkeService) -> None:
+    control = daemon.control
+    if control is None:
+        return
+    handler = control.handler
+    commands = getattr(handler, "commands", None)
+    if not isinstance(commands, dict):
+        return
+    commands.update(service.commands())
+    base = commands.get("status")
+    if base is None:
+        return
+
+    def status(req: dict[str, Any]) -> object:
+        doc = base(req)
+        if isinstance(doc, dict):
+            doc["ike"] = service.status()
+        return doc
+
+    commands["status"] = status

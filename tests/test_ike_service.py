@@ -1,0 +1,401 @@
+"""io/ike_service (+ ike/config_adapter, cli/ike_cmd): IKE driven by the daemon glue.
+
+No sockets and no root: two ``IkeService``s, each over its own ``Engine``, a fake loop
+(a clock the test moves, timers it fires) and a fake transport that delivers each
+datagram to the service owning the destination address. The configurations are real
+swanctl.conf text (and swanctl directories with certificates made here).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pki import cn, dns, make_cert
+from pyipsec.cli import ike_cmd
+from pyipsec.cli import main as cli
+from pyipsec.config.swanctl import parse_swanctl
+from pyipsec.engine.processor import Engine
+from pyipsec.errors import ConfigError
+from pyipsec.ike.config_adapter import adapt
+from pyipsec.ike.v2.events import Endpoint
+from pyipsec.ike.v2.manager import ManagerSettings
+from pyipsec.ike.v2.task_manager import RetransmitSettings
+from pyipsec.io.ike_service import IkeService
+
+GW_A, GW_B = "192.0.2.1", "192.0.2.2"
+FAST = ManagerSettings(retransmit=RetransmitSettings(timeout=1.0, base=2.0, tries=2))
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.timers: list[tuple[float, Callable[..., object], tuple[Any, ...]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Handle:
+        handle = Handle(self, (when, callback, args))
+        self.timers.append(handle.entry)
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, firing due timers in order."""
+        end = self.now + seconds
+        while True:
+            due = sorted((t for t in self.timers if t[0] <= end), key=lambda t: t[0])
+            if not due:
+                break
+            when, callback, args = due[0]
+            self.timers.remove(due[0])
+            self.now = max(self.now, when)
+            callback(*args)
+        self.now = end
+
+
+class Handle:
+    def __init__(self, loop: FakeLoop, entry: tuple[float, Callable[..., object], tuple[Any, ...]]):
+        self.loop, self.entry = loop, entry
+
+    def cancel(self) -> None:
+        if self.entry in self.loop.timers:
+            self.loop.timers.remove(self.entry)
+
+
+class Wire:
+    """Delivers datagrams between services by destination address; can lose them."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, IkeService] = {}
+        self.log: list[tuple[Endpoint, Endpoint, int]] = []
+        self.down = False
+        self.queue: list[tuple[bytes, Endpoint, Endpoint]] = []
+
+    def transport(self) -> Transport:
+        return Transport(self)
+
+    def flush(self) -> None:
+        while self.queue:
+            data, src, dst = self.queue.pop(0)
+            target = self.hosts.get(dst[0])
+            if target is not None and not self.down:
+                target.receive(data, dst, src)
+
+
+class Transport:
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+
+    def send(self, data: bytes, src: Endpoint, dst: Endpoint) -> None:
+        self.wire.log.append((src, dst, len(data)))
+        self.wire.queue.append((data, src, dst))
+
+
+def _conf(me: str, peer: str, *, me_id: str, peer_id: str, extra: str = "", child: str = "",
+          auth: str = "psk", proposals: str = "aes128gcm16-prfsha256-x25519",
+          secret: str = "0sc2VjcmV0IHNoYXJlZCBieSBib3RoIHNpZGVz") -> str:  # fmt: skip
+    secrets = (
+        f"secrets {{\n ike-1 {{\n  id-a = {me_id}\n  id-b = {peer_id}\n  secret = {secret}\n }}\n}}"
+        if auth == "psk"
+        else ""
+    )
+    return (
+        textwrap.dedent(
+            f"""
+        connections {{
+          gw {{
+            version = 2
+            local_addrs = {me}
+            remote_addrs = {peer}
+            proposals = {proposals}
+            {extra}
+            local {{
+              auth = {auth}
+              id = {me_id}
+            }}
+            remote {{
+              auth = {auth}
+              id = {peer_id}
+            }}
+            children {{
+              net {{
+                local_ts = {me}/32
+                remote_ts = {peer}/32
+                esp_proposals = aes128gcm16,aes256-sha256
+                {child}
+              }}
+            }}
+          }}
+        }}
+        """
+        )
+        + secrets
+    )
+
+
+class Pair:
+    def __init__(self, conf_a: str, conf_b: str, base: Path | None = None) -> None:
+        self.loop = FakeLoop()
+        self.wire = Wire()
+        self.engines = {GW_A: Engine(), GW_B: Engine()}
+        self.services: dict[str, IkeService] = {}
+        for addr, text in ((GW_A, conf_a), (GW_B, conf_b)):
+            service = IkeService(
+                self.engines[addr], self.loop, self.wire.transport(), settings=FAST,
+            )  # fmt: skip
+            self.services[addr] = service
+            self.wire.hosts[addr] = service
+            service.apply(parse_swanctl(text, f"{addr}.conf", base / addr if base else None))
+
+    def run(self, seconds: float = 0.0) -> None:
+        for _ in range(50):
+            self.wire.flush()
+        self.loop.advance(seconds)
+        for _ in range(50):
+            self.wire.flush()
+
+    @property
+    def a(self) -> IkeService:
+        return self.services[GW_A]
+
+    @property
+    def b(self) -> IkeService:
+        return self.services[GW_B]
+
+
+def psk_pair(extra: str = "", child_a: str = "", **kw: str) -> Pair:
+    return Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", extra=extra, child=child_a,
+              **kw),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example", extra=extra, **kw),
+    )  # fmt: skip
+
+
+def _established(service: IkeService) -> list[dict[str, Any]]:
+    return [s for s in service.status()["ike_sas"] if s["state"] == "established"]
+
+
+# -- PSK over the service ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proposals", ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"])
+def test_up_establishes_ike_and_child_sa_on_both_sides(proposals: str) -> None:
+    pair = psk_pair(proposals=proposals)
+    pair.a.initiate("gw")
+    pair.run()
+    for service, peer_id in ((pair.a, "b.example"), (pair.b, "a.example")):
+        (sa,) = _established(service)
+        assert sa["remote_id"] == peer_id
+        assert sa["proposal"] == proposals
+        (child,) = sa["children"]
+        assert child["state"] == "installed"
+    a_child = _established(pair.a)[0]["children"][0]
+    b_child = _established(pair.b)[0]["children"][0]
+    # Each side's inbound SPI is the other's outbound one, and the engines hold them.
+    assert a_child["spi_in"] == b_child["spi_out"] and a_child["spi_out"] == b_child["spi_in"]
+    spis = {f"{e.spi:08x}" for e in pair.engines[GW_A].dump_sa()}
+    assert {a_child["spi_in"], a_child["spi_out"]} <= spis
+    # Without a NAT everything stays on port 500 and ESP is not encapsulated.
+    assert {(src[1], dst[1]) for src, dst, _ in pair.wire.log} == {(500, 500)}
+    assert all(e.encap is None for e in pair.engines[GW_A].dump_sa())
+    events = [e["event"] for e in pair.a.history]
+    assert events == ["IkeSaEstablished", "ChildSaInstalled"]
+
+
+def test_encap_moves_to_4500_and_encapsulates_esp() -> None:
+    pair = psk_pair(extra="encap = yes")
+    pair.a.initiate("gw")
+    pair.run()
+    assert _established(pair.a) and _established(pair.b)
+    ports = [(src[1], dst[1]) for src, dst, _ in pair.wire.log]
+    assert ports[:2] == [(500, 500), (500, 500)]  # IKE_SA_INIT
+    assert set(ports[2:]) == {(4500, 4500)}  # RFC 3948 / §2.23: everything after
+    for engine in pair.engines.values():
+        assert {e.encap for e in engine.dump_sa()} == {(4500, 4500)}
+    assert _established(pair.b)[0]["nat_remote"] is True
+
+
+def test_wrong_psk_fails_and_leaves_nothing_installed() -> None:
+    pair = Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example"),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example", secret="another secret"),
+    )
+    pair.a.initiate("gw")
+    pair.run()
+    assert not _established(pair.a) and not _established(pair.b)
+    assert pair.engines[GW_A].dump_sa() == [] and pair.engines[GW_B].dump_sa() == []
+    deleted = [e for e in pair.a.history if e["event"] == "IkeSaDeleted"]
+    assert deleted and deleted[0]["reason"] == "auth-failed"
+
+
+def test_down_deletes_both_sides() -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    assert pair.a.terminate("gw") == 1
+    pair.run()
+    assert pair.a.status()["ike_sas"] == [] and pair.b.status()["ike_sas"] == []
+    assert pair.engines[GW_A].dump_sa() == [] and pair.engines[GW_B].dump_sa() == []
+    with pytest.raises(ConfigError):
+        pair.a.terminate("nope")
+
+
+def test_lost_peer_retransmits_then_gives_up() -> None:
+    pair = psk_pair()
+    pair.wire.down = True
+    pair.a.initiate("gw")
+    pair.run()
+    sent = len(pair.wire.log)
+    pair.run(1.5)  # first retransmission after 1 s
+    assert len(pair.wire.log) == sent + 1
+    pair.run(30)
+    assert pair.a.status()["ike_sas"] == []
+    assert pair.a.history[-1]["reason"] == "timeout"
+
+
+def test_start_action_start_and_trap() -> None:
+    pair = psk_pair(child_a="start_action = start")
+    pair.run()
+    assert _established(pair.a) and _established(pair.b)
+
+    trap = psk_pair(child_a="start_action = trap")
+    engine = trap.engines[GW_A]
+    outs = [p for p in engine.dump_policy() if p.direction == "out"]
+    assert len(outs) == 1 and outs[0].templates[0].reqid == trap.a.traps[("gw", "net")]
+    assert trap.a.status()["ike_sas"] == []
+    # Reload without the connection: the trap policy goes away.
+    trap.a.apply(parse_swanctl("connections {}\n"))
+    assert engine.dump_policy() == [] and trap.a.traps == {}
+
+
+def test_control_commands() -> None:
+    pair = psk_pair()
+    commands = pair.a.commands()
+    started = commands["ike-up"]({"cmd": "ike-up", "name": "gw"})
+    assert isinstance(started, dict) and len(started["spi_i"]) == 16
+    pair.run()
+    status = commands["ike-status"]({"cmd": "ike-status"})
+    assert isinstance(status, dict)
+    (sa,) = status["ike_sas"]
+    assert sa["spi_i"] == started["spi_i"] and sa["rekey_in"] > 0
+    assert status["connections"][0]["name"] == "gw"
+    text = ike_cmd.format_ike_sa(sa)
+    assert "ESTABLISHED" in text and "b.example" in text and "INSTALLED" in text
+    for bad in ({"cmd": "ike-up"}, {"cmd": "ike-up", "name": 3}, {"cmd": "ike-down"}):
+        with pytest.raises(ConfigError):
+            commands[str(bad["cmd"])](bad)
+    with pytest.raises(ConfigError, match="no connection"):
+        commands["ike-up"]({"cmd": "ike-up", "name": "other"})
+    with pytest.raises(ConfigError, match="no child"):
+        commands["ike-up"]({"cmd": "ike-up", "name": "gw", "child": "x"})
+    assert commands["ike-down"]({"cmd": "ike-down", "name": "gw"}) == {"name": "gw", "deleted": 1}
+
+
+def test_status_section_in_pyipsec_status() -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    doc: dict[str, Any] = {"sas": [], "policies": [], "stats": {}, "ike": pair.a.status()}
+    assert ike_cmd.status_lines in cli.STATUS_SECTIONS
+    text = cli.format_status(doc)
+    assert "IKE SAs (1):" in text and "gw: ESTABLISHED" in text
+    assert "IKE SAs" not in cli.format_status({"sas": [], "policies": [], "stats": {}})
+
+
+def test_reload_keeps_sas_and_rejects_broken_files(tmp_path: Path) -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text(_conf(GW_A, GW_B, me_id="a.example", peer_id="b.example"))
+    pair.a.load_file(conf)
+    assert len(_established(pair.a)) == 1
+    conf.write_text("connections { gw { proposals = nonsense } }\n")
+    pair.a.reload()  # logged, old configuration kept
+    assert set(pair.a.connections) == {"gw"}
+    with pytest.raises(ConfigError, match=r"swanctl.conf:1"):
+        pair.a.load_file(conf)
+
+
+def test_psk_without_matching_secret_is_a_config_error() -> None:
+    text = (
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example")
+        .replace("id-a = a.example", "id-a = x.example")
+        .replace("id-b = b.example", "id-b = y.example")
+    )
+    with pytest.raises(ConfigError, match=r"no secrets\.ike"):
+        adapt(parse_swanctl(text))
+
+
+# -- certificates -------------------------------------------------------------------------
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_dirs(base: Path, ca_for_b: str = "same") -> None:
+    now = datetime.now(UTC)
+    window = {"not_before": now - timedelta(days=1), "not_after": now + timedelta(days=30)}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = make_cert(cn("Test CA"), ca_key, ca=True, key_usage="ca", **window)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = make_cert(cn("Other CA"), other_key, ca=True, key_usage="ca", **window)
+    for addr, name in ((GW_A, "a.example"), (GW_B, "b.example")):
+        d = base / addr
+        for sub in ("x509", "x509ca", "private"):
+            (d / sub).mkdir(parents=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = make_cert(cn(name), key, ca, ca_key, san=[dns(name)], **window)
+        pem = serialization.Encoding.PEM
+        (d / "x509" / "me.pem").write_bytes(cert.public_bytes(pem))
+        trusted = other if (addr == GW_B and ca_for_b == "other") else ca
+        (d / "x509ca" / "ca.pem").write_bytes(trusted.public_bytes(pem))
+        (d / "private" / "me.pem").write_bytes(_pem_key(key))
+
+
+def _cert_pair(base: Path) -> Pair:
+    return Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", auth="pubkey"),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example", auth="pubkey"),
+        base,
+    )
+
+
+def test_ecdsa_certificates_authenticate_both_ways(tmp_path: Path) -> None:
+    _cert_dirs(tmp_path)
+    pair = _cert_pair(tmp_path)
+    assert pair.a.connections["gw"].credential.method == "pubkey"
+    pair.a.initiate("gw")
+    pair.run()
+    assert _established(pair.a)[0]["remote_id"] == "b.example"
+    assert _established(pair.b)[0]["remote_id"] == "a.example"
+
+
+def test_certificate_from_an_untrusted_ca_fails(tmp_path: Path) -> None:
+    _cert_dirs(tmp_path, ca_for_b="other")
+    pair = _cert_pair(tmp_path)
+    pair.a.initiate("gw")
+    pair.run()
+    assert not _established(pair.a) and not _established(pair.b)
+    assert pair.engines[GW_B].dump_sa() == []
+
+
+def test_certificate_auth_without_key_is_a_config_error(tmp_path: Path) -> None:
+    _cert_dirs(tmp_path)
+    (tmp_path / GW_A / "private" / "me.pem").unlink()
+    text = _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", auth="pubkey")
+    with pytest.raises(ConfigError, match="no certificate with a matching private key"):
+        adapt(parse_swanctl(text, "a.conf", tmp_path / GW_A))
