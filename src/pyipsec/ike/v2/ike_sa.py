@@ -22,6 +22,7 @@ from typing import Protocol
 
 from pyipsec.crypto.prf import Prf, prf_by_id
 from pyipsec.engine.backend import KeyManagementBackend
+from pyipsec.engine.sad import SASpec
 from pyipsec.errors import ConfigError, KeyApiError, PyipsecError
 from pyipsec.ike.proposals import Proposal, format_proposal
 from pyipsec.ike.traffic_selectors import TrafficSelector, TsSpec
@@ -101,6 +102,13 @@ class NotifyError(PyipsecError):
 # -- shared services ---------------------------------------------------------------------
 
 
+class KeyLogSink(Protocol):
+    """Where negotiated keys go when a key log is on (``ike.v2.keylog.KeyLog``)."""
+
+    def ike_sa(self, sa: IkeSa) -> None: ...
+    def esp_sa(self, spec: SASpec) -> None: ...
+
+
 @dataclass(slots=True)
 class Datagram:
     """An IKE message to send: ``data`` from ``src`` to ``dst`` (UDP endpoints).
@@ -122,6 +130,10 @@ class Context:
     outbox: list[Datagram] = field(default_factory=list)
     reqid_next: int = 1
     nonce_len: int = 32
+    # RFC 7383 §2.5.1: the largest IKE message (UDP payload) sent unfragmented, once
+    # both peers announced IKEV2_FRAGMENTATION_SUPPORTED; 0 never fragments.
+    fragment_size: int = 1280
+    keylog: KeyLogSink | None = None  # debugging only: off unless the daemon sets one
 
     def new_reqid(self) -> int:
         reqid = self.reqid_next
@@ -181,6 +193,12 @@ class ChildSa:
     remote_addr: str
     policies: list[int] = field(default_factory=list)
     state: ChildSaState = ChildSaState.INSTALLED
+    # Rekeying (§2.8): a successor exists, so this pair only waits for its Delete.
+    rekeyed: bool = False
+    # A rekey responder's new outbound SA, held back until the pair it replaces
+    # (``replaces_spi``, our inbound SPI of it) is deleted: make before break.
+    pending_out: SASpec | None = field(default=None, repr=False)
+    replaces_spi: int = 0
 
     def set_state(self, new: ChildSaState) -> None:
         if new not in CHILD_TRANSITIONS[self.state]:
@@ -270,8 +288,11 @@ class IkeSa:
 
     # -- keys (§2.14) --------------------------------------------------------------
 
-    def derive_keys(self, g_ir: bytes) -> None:
-        """SKEYSEED and the seven keys for the chosen proposal; SK ciphers both ways."""
+    def derive_keys(self, g_ir: bytes, *, skeyseed: bytes | None = None) -> None:
+        """SKEYSEED and the seven keys for the chosen proposal; SK ciphers both ways.
+
+        ``skeyseed`` is given when the IKE SA is a rekeyed one (§2.18).
+        """
         if self.proposal is None:
             raise ConfigError("no IKE proposal chosen")
         encr = self.proposal.of_type(TransformType.ENCR)[0]
@@ -280,7 +301,7 @@ class IkeSa:
         prf = prf_by_id(self.proposal.of_type(TransformType.PRF)[0].id)
         encr_len = encr_key_length(encr.id, encr.key_length)
         integ_len = integ_key_length(integ_id)
-        seed = keymat.skeyseed(prf, self.nonce_i, self.nonce_r, g_ir)
+        seed = skeyseed or keymat.skeyseed(prf, self.nonce_i, self.nonce_r, g_ir)
         keys = keymat.derive_ike_sa_keys(
             prf, seed, self.nonce_i, self.nonce_r, self.spi_i, self.spi_r, encr_len, integ_len
         )
@@ -291,6 +312,8 @@ class IkeSa:
             self.cipher_out, self.cipher_in = cipher_i, cipher_r
         else:
             self.cipher_out, self.cipher_in = cipher_r, cipher_i
+        if self.ctx.keylog is not None:
+            self.ctx.keylog.ike_sa(self)
 
     # -- messages --------------------------------------------------------------------
 

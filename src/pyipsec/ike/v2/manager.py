@@ -31,6 +31,7 @@ from pyipsec.ike.v2.events import Endpoint, Event
 from pyipsec.ike.v2.ike_sa import (
     ChildConfigLike,
     ChildSa,
+    ChildSaState,
     Context,
     Datagram,
     IkeConfigLike,
@@ -42,6 +43,12 @@ from pyipsec.ike.v2.message import IkeHeader, IkeMessage, build_message, parse_m
 from pyipsec.ike.v2.payloads import NotifyPayload, Payload
 from pyipsec.ike.v2.task_manager import RetransmitSettings, Task, TaskManager
 from pyipsec.ike.v2.tasks.child_create import ChildCreate
+from pyipsec.ike.v2.tasks.child_rekey import (
+    ChildRekey,
+    ChildRekeyResponder,
+    install_pending,
+    rekey_notify,
+)
 from pyipsec.ike.v2.tasks.delete import DeleteChild, DeleteIke, Informational
 from pyipsec.ike.v2.tasks.dpd import Dpd
 from pyipsec.ike.v2.tasks.ike_auth import IkeAuth
@@ -152,6 +159,7 @@ class IkeManager:
             # encapsulate ESP) where it sends from now.
             sa.local, sa.remote = local, remote
         tm.process_message(message, now)
+        install_pending(sa, now)
         self._settle(tm)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
@@ -198,6 +206,24 @@ class IkeManager:
         config = _child_config(sa.config, child)
         tm.queue(ChildCreate(sa, True, config, packet_ts=packet_ts, reqid=reqid))
         tm.initiate(now)
+
+    def rekey_child(self, sa: IkeSa, child: ChildSa, now: float) -> bool:
+        """Rekey ``child`` (§1.3.3, make before break); False if that is under way already
+        or the pair is on its way out."""
+        if sa.config is None or sa.state is not IkeSaState.ESTABLISHED:
+            return False
+        if child.rekeyed or child.state is not ChildSaState.INSTALLED:
+            return False
+        tm = self.task_manager(sa)
+        for task in (*tm.active, *tm.queued):
+            if (isinstance(task, ChildRekey) and task.old is child) or (
+                isinstance(task, DeleteChild) and task.child is child
+            ):
+                return False
+        config = _child_config(sa.config, child.name)
+        tm.queue(ChildRekey(sa, config, child, tm.queue))
+        tm.initiate(now)
+        return True
 
     # -- the engine's events: trap policies, expiry ---------------------------------------
 
@@ -278,14 +304,9 @@ class IkeManager:
                 if event.hard:
                     # The SA is gone from the SAD: tell the peer and forget the pair.
                     self.delete_child(sa, found, now)
-                elif sa.state is IkeSaState.ESTABLISHED:
-                    # Soft: a new pair first, then the old one goes (make before break).
-                    # Rekeying with REKEY_SA (§2.8) is still to come.
-                    if sa.config is None:
-                        return
-                    config = _child_config(sa.config, found.name)
-                    tm.queue(ChildCreate(sa, True, config, reqid=found.reqid, replaces=found))
-                    self.delete_child(sa, found, now)
+                else:
+                    # Soft (either SA of the pair): rekey it, make before break (§2.8).
+                    self.rekey_child(sa, found, now)
                 return
 
     # -- status ----------------------------------------------------------------------------
@@ -395,13 +416,10 @@ class IkeManager:
         if exchange == ExchangeType.IKE_AUTH and state is IkeSaState.CONNECTING:
             return [IkeAuth(sa, False), ChildCreate(sa, False, in_ike_auth=True)]
         if exchange == ExchangeType.CREATE_CHILD_SA and state is IkeSaState.ESTABLISHED:
-            rekey = any(
-                isinstance(p, NotifyPayload) and p.notify_type == NotifyType.REKEY_SA
-                for p in payloads
-            )
+            rekey = rekey_notify(payloads) is not None
             if rekey:
-                # Rekeying (§1.3.2, §1.3.3) is not implemented yet: refuse, keep the SA.
-                raise NotifyError(NotifyType.NO_ADDITIONAL_SAS)
+                tm = self._sas[sa.my_spi]
+                return [ChildRekeyResponder(sa, tm.active, tm.queued)]
             return [ChildCreate(sa, False)]
         if exchange == ExchangeType.INFORMATIONAL and state in (
             IkeSaState.ESTABLISHED,

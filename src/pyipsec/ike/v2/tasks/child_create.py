@@ -129,6 +129,9 @@ class ChildCreate(Task):
         self.remote_ts: tuple[TrafficSelector, ...] = ()
         self.peer_nonce = b""
         self.g_ir: bytes | None = None
+        # A rekey responder keeps the new outbound SA back (make before break, §2.8).
+        self.defer_outbound = False
+        self.child: ChildSa | None = None  # the pair this task installed
 
     @property
     def name(self) -> str:
@@ -462,7 +465,11 @@ class ChildCreate(Task):
         )
         backend = sa.ctx.backend
         backend.update_sa(inbound, now)
-        backend.add_sa(outbound, now)
+        if not self.defer_outbound:
+            backend.add_sa(outbound, now)
+        if sa.ctx.keylog is not None:
+            sa.ctx.keylog.esp_sa(inbound)
+            sa.ctx.keylog.esp_sa(outbound)
         child = ChildSa(
             name,
             self.reqid,
@@ -475,6 +482,9 @@ class ChildCreate(Task):
             me,
             peer,
         )
+        if self.defer_outbound:
+            child.pending_out = outbound
+        self.child = child
         sa.children[self.spi_in] = child
         old = self.replaces
         if old is not None and old.reqid == child.reqid:
