@@ -3,9 +3,10 @@ ESP (charon with kernel-libipsec), all measured in the same run on the same topo
 
     ns a (198.51.100.1) --- veth 192.0.2.0/24 --- ns b (203.0.113.1)
 
-For each variant, fresh namespaces; then iperf3 TCP for ``--time`` seconds, ``--runs``
-times (median reported), and UDP with 1400-byte datagrams: the highest rate with less than
-1% loss (doubling from the TCP median until loss appears, then bisecting). Variants:
+Each variant gets its own pair of namespaces, all up at once. iperf3 TCP runs for
+``--time`` seconds, ``--runs`` times per variant, interleaved (median reported); then UDP
+with 1400-byte datagrams: the highest rate with less than 1% loss (doubling from the TCP
+median, at most 1 Gbit/s, until loss appears, then bisecting). Variants:
 
 - ``veth``: the underlay itself, no tunnel (the ceiling);
 - ``strongswan``: charon + kernel-libipsec, IKEv2 PSK, aes128gcm16, ESP in UDP 4500 (the
@@ -25,6 +26,7 @@ printed, never asserted. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +46,7 @@ from _tunnels import missing_strongswan, start_pyipsec, start_strongswan, tun_mt
 VARIANTS = ("veth", "strongswan", "pyipsec-esp", "pyipsec-udp")
 MAX_LOSS = 1.0  # percent
 UDP_PROBES = 6
+UDP_START_MAX = 1000.0  # Mbit/s
 IPERF_PORT = 5201
 
 
@@ -100,7 +103,8 @@ def udp_max(
 ) -> float:
     """Highest received rate with < 1% loss: double until loss, then bisect."""
     good_rate, good_recv, bad = 0.0, 0.0, None
-    rate = max(hint, 20.0)
+    # From the TCP rate, but below what one iperf3 UDP sender manages here (~2 Gbit/s).
+    rate = min(max(hint, 20.0), UDP_START_MAX)
     for _ in range(UDP_PROBES):
         recv, loss = udp_probe(a, dst, src, rate, args.udp_size, args.udp_time)
         r.udp_probes.append((rate, recv, loss))
@@ -186,35 +190,80 @@ def summarize_profile(folded: str, top: int = 18) -> str:
     return "\n".join(lines)
 
 
-def run_variant(variant: str, args: argparse.Namespace, work: Path) -> tuple[Result, str]:
-    r = Result(variant)
-    prof = ""
-    with pair() as (a, b):
-        pids: dict[str, int] = {}
-        if variant == "veth":
-            dst, src = UNDERLAY_B, UNDERLAY_A
+@dataclass
+class Setup:
+    a: Netns
+    b: Netns
+    dst: str
+    src: str
+    pids: dict[str, int]
+
+
+def bring_up(
+    variant: str, args: argparse.Namespace, work: Path, stack: contextlib.ExitStack, r: Result
+) -> Setup:
+    """Namespaces, the tunnel of ``variant`` and an iperf3 server; torn down by ``stack``."""
+    a, b = stack.enter_context(pair())
+    pids: dict[str, int] = {}
+    if variant == "veth":
+        dst, src = UNDERLAY_B, UNDERLAY_A
+    else:
+        dst, src = INNER_B, INNER_A
+        if variant == "strongswan":
+            start_strongswan(a, b, work / "strongswan", args.libipsec_mtu)
         else:
-            dst, src = INNER_B, INNER_A
-            if variant == "strongswan":
-                start_strongswan(a, b, work / "strongswan", args.libipsec_mtu)
-            else:
-                pids = start_pyipsec(a, b, work, encap=variant == "pyipsec-udp")
-        b.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)  # fmt: skip
-        wait_listening(b)
-        wait_reachable(a, dst, src)
-        if variant != "veth":
-            mtu = tun_mtu(a)
-            r.note = f"TUN mtu {mtu}"
-            if args.udp_size + 28 > mtu:
-                r.note += ", UDP datagrams fragmented"
+            pids = start_pyipsec(a, b, work, encap=variant == "pyipsec-udp")
+    b.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_listening(b)
+    wait_reachable(a, dst, src)
+    if variant != "veth":
+        mtu = tun_mtu(a)
+        r.note = f"TUN mtu {mtu}"
+        if args.udp_size + 28 > mtu:
+            r.note += ", UDP datagrams fragmented"
+    return Setup(a, b, dst, src, pids)
+
+
+def measure(
+    args: argparse.Namespace, order: list[str], work: Path
+) -> tuple[dict[str, Result], str]:
+    """All tunnels up side by side; TCP runs interleaved across variants (so a burst of
+    load from elsewhere on the machine hits them alike), then UDP, then the profile."""
+    results = {v: Result(v) for v in order}
+    setups: dict[str, Setup] = {}
+    profile_text = ""
+
+    def failed(variant: str, exc: Exception) -> None:
+        results[variant].note = f"FAILED: {str(exc).splitlines()[0][:80]}"
+        setups.pop(variant, None)
+        print(f"{variant}: {exc}", file=sys.stderr)
+
+    with contextlib.ExitStack() as stack:
+        for variant in order:
+            if variant == "strongswan" and not args.libipsec_mtu:
+                udp_note = results.get("pyipsec-udp")
+                mtu = udp_note.note.split()[2].rstrip(",") if udp_note and udp_note.note else ""
+                args.libipsec_mtu = int(mtu) if mtu.isdigit() else 1400
+            try:
+                setups[variant] = bring_up(variant, args, work, stack, results[variant])
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                failed(variant, exc)
         for _ in range(args.runs):
-            r.tcp.append(tcp_run(a, dst, src, args.time))
+            for variant, s in list(setups.items()):
+                try:
+                    results[variant].tcp.append(tcp_run(s.a, s.dst, s.src, args.time))
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    failed(variant, exc)
         if not args.no_udp:
-            r.udp = udp_max(a, dst, src, r.tcp_median or 100.0, args, r)
-        if args.profile and variant == args.profile_variant and pids:
-            prof = profile(a, pids, dst, src, args.profile, work)
-    return r, prof
+            for variant, s in setups.items():
+                r = results[variant]
+                r.udp = udp_max(s.a, s.dst, s.src, r.tcp_median or 100.0, args, r)
+        s_prof = setups.get(args.profile_variant)
+        if args.profile and s_prof is not None:
+            profile_text = profile(s_prof.a, s_prof.pids, s_prof.dst, s_prof.src,
+                                   args.profile, work)  # fmt: skip
+    return results, profile_text
 
 
 def fmt(x: float | None) -> str:
@@ -269,24 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         variants.remove("strongswan")
     # pyipsec-udp first: its TUN MTU is the one kernel-libipsec gets.
     order = sorted(variants, key=lambda v: (v != "pyipsec-udp", VARIANTS.index(v)))
-    results: dict[str, Result] = {}
-    profile_text = ""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pyipsec-bench-") as tmp:
-        work = Path(tmp)
-        for variant in order:
-            if variant == "strongswan" and not args.libipsec_mtu:
-                udp_note = results.get("pyipsec-udp")
-                args.libipsec_mtu = int(udp_note.note.split()[-1]) if udp_note else 1400
-            t0 = time.monotonic()
-            try:
-                r, prof = run_variant(variant, args, work)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                r, prof = Result(variant, note=f"FAILED: {str(exc).splitlines()[0][:80]}"), ""
-                print(str(exc), file=sys.stderr)
-            results[variant] = r
-            profile_text = profile_text or prof
-            print(f"  {variant}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        results, profile_text = measure(args, order, Path(tmp))
     ordered = [results[v] for v in VARIANTS if v in results]
     print(
         f"\niperf3 TCP {args.time:g} s x {args.runs} (median); UDP {args.udp_size}-byte "
