@@ -278,3 +278,142 @@ def test_rekey_twice_is_refused_while_one_is_under_way() -> None:
     assert not pair.a.rekey_child(sa_a, old, 2.0)
     tm = pair.a.task_manager(sa_a)
     assert sum(isinstance(t, ChildRekey) for t in (*tm.active, *tm.queued)) == 1
+
+
+# -- IKE SA rekey -------------------------------------------------------------------------
+
+
+def _ike_keys(sa: IkeSa) -> bytes:
+    assert sa.keys is not None
+    return sa.keys.sk_d + sa.keys.sk_ei + sa.keys.sk_er
+
+
+@pytest.mark.parametrize("ike", ["aes128gcm16-prfsha256-x25519", "aes256-sha384-ecp256"])
+def test_ike_rekey_moves_children_and_deletes_the_old_sa(ike: str) -> None:
+    pair = tunnel_pair(ike=ike)
+    old_a = pair.a.initiate("gw", 0.0)
+    pair.pump(0.0)
+    (old_b,) = pair.b.ike_sas
+    children_a = dict(old_a.children)
+    assert pair.a.rekey_ike(old_a, 2.0)
+    step_with_traffic(pair, 2.0)
+    # CREATE_CHILD_SA request/response on the old SA, then its Delete (INFORMATIONAL).
+    headers = [parse_message(d.data).header for _, d in pair.wire[-4:]]
+    assert [h.exchange_type for h in headers] == [ExchangeType.CREATE_CHILD_SA] * 2 + [
+        ExchangeType.INFORMATIONAL
+    ] * 2
+    assert all(h.spi_i == old_a.spi_i for h in headers)
+    assert old_a.state is IkeSaState.DESTROYED and old_b.state is IkeSaState.DESTROYED
+    (new_a,) = pair.a.ike_sas
+    (new_b,) = pair.b.ike_sas
+    assert (new_a.spi_i, new_a.spi_r) == (new_b.spi_i, new_b.spi_r)
+    assert new_a.spi_i not in (old_a.spi_i, old_a.spi_r)
+    assert new_a.initiator and not new_b.initiator and new_a.mid_out == 0
+    assert _ike_keys(new_a) == _ike_keys(new_b) != _ike_keys(old_a)
+    assert new_a.children == children_a and len(new_b.children) == 1
+    assert len(pair.engine_a.dump_sa()) == 2  # the CHILD SAs survived the old IKE SA
+    # The new IKE SA works: a CHILD rekey and a DPD over it.
+    assert pair.a.rekey_child(new_a, only_child(new_a), 3.0)
+    step_with_traffic(pair, 3.0)
+    assert only_child(new_a).spi_in not in children_a
+    pair.a.dpd(new_a, 4.0)
+    assert pair.pump(4.0) == 2 and new_a.last_heard == 4.0
+
+
+def test_ike_rekey_by_the_responder_makes_it_the_new_initiator() -> None:
+    pair, sa_a, sa_b = established()
+    assert pair.b.rekey_ike(sa_b, 2.0)
+    step_with_traffic(pair, 2.0)
+    (new_a,) = pair.a.ike_sas
+    (new_b,) = pair.b.ike_sas
+    assert new_b.initiator and not new_a.initiator  # §2.18: the rekey's initiator
+    assert sa_a.state is IkeSaState.DESTROYED and len(new_a.children) == 1
+    pair.b.delete_ike(new_b, 3.0)
+    pair.pump(3.0)
+    assert pair.a.ike_sas == [] and pair.engine_a.dump_sa() == []
+
+
+def test_ike_rekey_keys_follow_rfc7296_2_18(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyipsec.crypto.prf import prf_by_id
+    from pyipsec.ike.v2 import keymat
+    from pyipsec.ike.v2.payloads import KePayload, NoncePayload, SaPayload
+    from pyipsec.ike.v2.tasks import ike_rekey
+
+    pair, sa_a, sa_b = established()
+    assert sa_a.keys is not None and sa_a.prf is not None
+    sk_d_old, old_prf = sa_a.keys.sk_d, sa_a.prf
+    secrets: list[bytes] = []  # g^ir as each side computed it (it is not on the wire)
+    original = ike_rekey.derive
+
+    def spy(old: IkeSa, new: IkeSa, g_ir: bytes, ni: bytes, nr: bytes) -> None:
+        secrets.append(g_ir)
+        original(old, new, g_ir, ni, nr)
+
+    monkeypatch.setattr(ike_rekey, "derive", spy)
+    pair.a.rekey_ike(sa_a, 2.0)
+    (req,) = pair.a.datagrams_to_send(2.0)
+    pair.b.receive_datagram(req.data, req.dst, req.src, 2.0)
+    (resp,) = pair.b.datagrams_to_send(2.0)
+    request = sa_b.unprotect(parse_message(req.data))
+    response = sa_a.unprotect(parse_message(resp.data))
+    pair.a.receive_datagram(resp.data, resp.dst, resp.src, 2.0)
+    new_a = next(s for s in pair.a.ike_sas if s is not sa_a)
+    ni = next(p for p in request if isinstance(p, NoncePayload)).data
+    nr = next(p for p in response if isinstance(p, NoncePayload)).data
+    spi_i = next(p for p in request if isinstance(p, SaPayload)).proposals[0].spi
+    spi_r = next(p for p in response if isinstance(p, SaPayload)).proposals[0].spi
+    ke_i = next(p for p in request if isinstance(p, KePayload))
+    ke_r = next(p for p in response if isinstance(p, KePayload))
+    assert ke_i.group == ke_r.group == 31 and ke_i.data != ke_r.data
+    assert len(secrets) == 2 and secrets[0] == secrets[1]
+    assert (new_a.spi_i, new_a.spi_r) == (spi_i, spi_r)
+    # §2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), then §2.14's prf+ over
+    # Ni | Nr | SPIi | SPIr (aes128gcm16: 20-octet SK_e with salt, no SK_a).
+    seed = old_prf(sk_d_old, secrets[0] + ni + nr)
+    assert seed == keymat.rekey_skeyseed(old_prf, sk_d_old, secrets[0], ni, nr)
+    want = keymat.derive_ike_sa_keys(prf_by_id(5), seed, ni, nr, spi_i, spi_r, 20, 0)
+    assert new_a.keys == want
+    assert new_a.keys.sk_d != sk_d_old
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_simultaneous_ike_rekey_collision_keeps_one_ike_sa(first: str) -> None:
+    pair, sa_a, sa_b = established()
+    order = [first, "b" if first == "a" else "a"]
+    mgrs = {"a": (pair.a, sa_a), "b": (pair.b, sa_b)}
+    for side in order:
+        mgr, sa = mgrs[side]
+        assert mgr.rekey_ike(sa, 2.0)
+    requests = {side: mgrs[side][0].datagrams_to_send(2.0) for side in order}
+    for side, dst in (("a", pair.b), ("b", pair.a)):
+        (req,) = requests[side]
+        dst.receive_datagram(req.data, req.dst, req.src, 2.0)
+    step_with_traffic(pair, 2.0)
+    # §2.8.2: the old IKE SA and the redundant new one are gone; one pair of IKE SAs is
+    # left, holding the CHILD SA.
+    (new_a,) = pair.a.ike_sas
+    (new_b,) = pair.b.ike_sas
+    assert (new_a.spi_i, new_a.spi_r) == (new_b.spi_i, new_b.spi_r)
+    assert len(new_a.children) == 1 and len(new_b.children) == 1
+    assert len(pair.engine_a.dump_sa()) == 2 and len(pair.engine_b.dump_sa()) == 2
+    pair.a.dpd(new_a, 3.0)
+    assert pair.pump(3.0) == 2 and new_a.last_heard == 3.0
+
+
+def test_ike_rekey_refused_while_a_child_exchange_is_in_flight() -> None:
+    pair, sa_a, sa_b = established()
+    pair.b.rekey_child(sa_b, only_child(sa_b), 2.0)  # B's CHILD rekey is in flight
+    pair.a.rekey_ike(sa_a, 2.0)
+    (req_b,) = pair.b.datagrams_to_send(2.0)
+    (req_a,) = pair.a.datagrams_to_send(2.0)
+    pair.b.receive_datagram(req_a.data, req_a.dst, req_a.src, 2.0)
+    (answer,) = pair.b.datagrams_to_send(2.0)
+    payloads = sa_a.unprotect(parse_message(answer.data))
+    assert [p.notify_type for p in payloads if isinstance(p, NotifyPayload)] == [
+        NotifyType.TEMPORARY_FAILURE
+    ]
+    pair.a.receive_datagram(answer.data, answer.dst, answer.src, 2.0)
+    pair.a.receive_datagram(req_b.data, req_b.dst, req_b.src, 2.0)
+    pair.pump(2.0)
+    assert pair.a.ike_sas == [sa_a] and sa_a.state is IkeSaState.ESTABLISHED
+    assert esp_ok(pair, "a", 3.0) and esp_ok(pair, "b", 3.0)

@@ -53,6 +53,7 @@ from pyipsec.ike.v2.tasks.delete import DeleteChild, DeleteIke, Informational
 from pyipsec.ike.v2.tasks.dpd import Dpd
 from pyipsec.ike.v2.tasks.ike_auth import IkeAuth
 from pyipsec.ike.v2.tasks.ike_init import CookieJar, IkeInit, request_nonce
+from pyipsec.ike.v2.tasks.ike_rekey import IkeRekey, IkeRekeyResponder, is_ike_rekey
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,31 @@ class IkeManager:
         tm.queue(ChildRekey(sa, config, child, tm.queue))
         tm.initiate(now)
         return True
+
+    def rekey_ike(self, sa: IkeSa, now: float) -> bool:
+        """Rekey the IKE SA itself (§1.3.2): new SPIs and keys, CHILD SAs move over."""
+        if sa.config is None or sa.state is not IkeSaState.ESTABLISHED:
+            return False
+        tm = self.task_manager(sa)
+        if any(isinstance(t, IkeRekey) for t in (*tm.active, *tm.queued)):
+            return False
+        tm.queue(IkeRekey(sa, self._adopt, self._retire, tm.queue))
+        tm.initiate(now)
+        return True
+
+    def _adopt(self, sa: IkeSa) -> None:
+        """A rekeyed IKE SA's successor becomes reachable by its own SPI."""
+        self._sas[sa.my_spi] = self._task_manager(sa)
+
+    def _retire(self, sa: IkeSa, now: float) -> None:
+        """Delete an IKE SA replaced by rekeying; what was still queued on it is dropped."""
+        tm = self._sas.get(sa.my_spi)
+        if tm is None or tm.sa is not sa:
+            return
+        tm.queued.clear()
+        tm.queue(DeleteIke(sa))
+        if not tm.active:  # else the exchange under way ends first, then this starts
+            tm.initiate(now)
 
     # -- the engine's events: trap policies, expiry ---------------------------------------
 
@@ -417,9 +443,11 @@ class IkeManager:
             return [IkeAuth(sa, False), ChildCreate(sa, False, in_ike_auth=True)]
         if exchange == ExchangeType.CREATE_CHILD_SA and state is IkeSaState.ESTABLISHED:
             rekey = rekey_notify(payloads) is not None
+            tm = self._sas[sa.my_spi]
             if rekey:
-                tm = self._sas[sa.my_spi]
                 return [ChildRekeyResponder(sa, tm.active, tm.queued)]
+            if is_ike_rekey(payloads):
+                return [IkeRekeyResponder(sa, self._adopt, tm.active)]
             return [ChildCreate(sa, False)]
         if exchange == ExchangeType.INFORMATIONAL and state in (
             IkeSaState.ESTABLISHED,
