@@ -17,6 +17,7 @@ must return a COOKIE first (§2.6), which costs us no state.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -39,7 +40,13 @@ from pyipsec.ike.v2.ike_sa import (
     IkeSaState,
     NotifyError,
 )
-from pyipsec.ike.v2.message import IkeHeader, IkeMessage, build_message, parse_message
+from pyipsec.ike.v2.message import (
+    IkeHeader,
+    IkeMessage,
+    InvalidMajorVersion,
+    build_message,
+    parse_message,
+)
 from pyipsec.ike.v2.payloads import NotifyPayload, Payload
 from pyipsec.ike.v2.task_manager import RetransmitSettings, Task, TaskManager
 from pyipsec.ike.v2.tasks.child_create import ChildCreate
@@ -56,6 +63,8 @@ from pyipsec.ike.v2.tasks.ike_init import CookieJar, IkeInit, request_nonce
 from pyipsec.ike.v2.tasks.ike_rekey import IkeRekey, IkeRekeyResponder, is_ike_rekey
 
 log = logging.getLogger(__name__)
+# The fixed part of the IKE header (§3.1), read without checking the version.
+_RAW_HEADER = struct.Struct("!8s8sBBBBI")
 
 IKE_PORT = 500
 NATT_PORT = 4500
@@ -67,6 +76,9 @@ class ManagerSettings:
     cookie_threshold: int = 30  # half-open IKE SAs before COOKIEs are demanded (§2.6)
     half_open_timeout: float = 30.0  # seconds a responder waits for IKE_AUTH
     nonce_len: int = 32
+    # Unauthenticated error answers (INVALID_IKE_SPI, INVALID_MAJOR_VERSION) per second,
+    # and as a burst: §2.21.4 asks that they be rate-limited.
+    error_rate: float = 10.0
 
 
 class IkeManager:
@@ -89,6 +101,9 @@ class IkeManager:
         self.cookies = CookieJar()
         self.dropped = 0
         self._traps: dict[int, tuple[str, str, list[int]]] = {}  # reqid -> conn, child, policies
+        self._error_tokens = self.settings.error_rate
+        self._error_time = 0.0
+        self.errors_sent = 0
 
     def add_config(self, config: IkeConfigLike) -> None:
         self.configs[config.name] = config
@@ -131,6 +146,11 @@ class IkeManager:
         """One UDP payload from ``remote`` to ``local``; never raises for bad input."""
         try:
             message = parse_message(data)
+        except InvalidMajorVersion:
+            # §2.5: drop it, and say (rate-limited) which major version we speak.
+            self.dropped += 1
+            self._error_answer(data, NotifyType.INVALID_MAJOR_VERSION, local, remote, now)
+            return
         except ParseError:
             self.dropped += 1  # §2.21: unauthenticated garbage is dropped silently
             return
@@ -147,6 +167,10 @@ class IkeManager:
         tm = self._sas.get(my_spi)
         if tm is None or tm.sa.initiator == header.is_initiator or tm.sa.spi_i != header.spi_i:
             self.dropped += 1
+            if tm is None and message.encrypted is not None:
+                # §2.21.4/§1.5: an encrypted request for an IKE SA we do not know (we may
+                # have lost our state): a hint to the peer, never for a response.
+                self._error_answer(data, NotifyType.INVALID_IKE_SPI, local, remote, now)
             return
         sa = tm.sa
         if any(sa.spi_r) and sa.spi_r != header.spi_r:
@@ -526,6 +550,33 @@ class IkeManager:
         )
         packet = build_message(header, [NotifyPayload(notify, data)])
         self.ctx.outbox.append(Datagram(packet, local, remote))
+
+    def _error_answer(
+        self, data: bytes, notify: int, local: Endpoint, remote: Endpoint, now: float
+    ) -> None:
+        """An unprotected one-notify answer outside any IKE SA (§1.5), keeping no state.
+
+        SPIs, exchange type and message ID are the request's, R is set and the version
+        is ours (2.0, §2.5). Responses are never answered (that could loop), and the
+        answers share a token bucket of ``error_rate`` per second.
+        """
+        if len(data) < _RAW_HEADER.size:
+            return
+        spi_i, spi_r, _, _, exchange, flags, message_id = _RAW_HEADER.unpack_from(data)
+        if flags & HeaderFlag.RESPONSE:
+            return
+        rate = self.settings.error_rate
+        self._error_tokens = min(rate, self._error_tokens + (now - self._error_time) * rate)
+        self._error_time = now
+        if self._error_tokens < 1.0:
+            return
+        self._error_tokens -= 1.0
+        # The I flag tells who sent it; we answer as the other side of that IKE SA.
+        mine = 0 if flags & HeaderFlag.INITIATOR else int(HeaderFlag.INITIATOR)
+        header = IkeHeader(spi_i, spi_r, exchange, message_id, mine | HeaderFlag.RESPONSE)
+        packet = build_message(header, [NotifyPayload(notify)])
+        self.ctx.outbox.append(Datagram(packet, local, remote))
+        self.errors_sent += 1
 
     def _settle(self, tm: TaskManager) -> None:
         """Forget destroyed SAs; stop counting authenticated ones as half open."""

@@ -213,6 +213,10 @@ class TaskManager:
             payloads = message.payloads
             self.sa.init_response = message.raw
         else:
+            if message.encrypted is None:
+                # §2.21.4: an unprotected answer (INVALID_IKE_SPI...) is only a hint;
+                # it must not end or advance an authenticated exchange.
+                return
             try:
                 payloads = self.sa.unprotect(message)
             except IntegrityError:
@@ -263,6 +267,8 @@ class TaskManager:
             payloads = message.payloads
             self.sa.init_request = message.raw
         else:
+            if message.encrypted is None:
+                return  # §2.21: nothing authenticated, nothing to answer
             try:
                 payloads = self.sa.unprotect(message)
             except IntegrityError:
