@@ -399,3 +399,20 @@ def test_certificate_auth_without_key_is_a_config_error(tmp_path: Path) -> None:
     text = _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", auth="pubkey")
     with pytest.raises(ConfigError, match="no certificate with a matching private key"):
         adapt(parse_swanctl(text, "a.conf", tmp_path / GW_A))
+
+
+def test_responder_answers_ike_proposals_without_esn() -> None:
+    # strongSwan refuses an IKE_SA_INIT answer carrying an ESN transform ("peers proposal
+    # selection invalid"): RFC 7296 §3.3.3 has no ESN for IKE. Seen in the live interop.
+    from pyipsec.ike.proposals import parse_proposals, to_payload
+    from pyipsec.ike.v2.constants import ProtocolId, TransformType
+    from pyipsec.ike.v2.tasks import selection
+
+    ours = parse_proposals(["aes256-sha256-modp2048"], ProtocolId.IKE)
+    offer = [to_payload(p, 1) for p in ours]
+    picked = selection.select(ours, offer, ProtocolId.IKE)
+    assert picked is not None
+    assert picked[0].of_type(TransformType.ESN) == ()
+    esp = parse_proposals(["aes128gcm16"], ProtocolId.ESP)
+    picked_esp = selection.select(esp, [to_payload(p, 1, b"\0\0\0\1") for p in esp], ProtocolId.ESP)
+    assert picked_esp is not None and len(picked_esp[0].of_type(TransformType.ESN)) == 1

@@ -76,7 +76,10 @@ def _pick(mine: Proposal, theirs: Proposal) -> Proposal | None:
     for ttype in TransformType:
         m, th = mine.of_type(ttype), theirs.of_type(ttype)
         # An absent ESN type means "no ESN"; an absent DH type in a CHILD SA means none.
+        # IKE SAs have no ESN transform at all (RFC 7296 §3.3.3): never answer one.
         if ttype == TransformType.ESN:
+            if mine.protocol == ProtocolId.IKE:
+                continue
             m, th = m or (_NO_ESN,), th or (_NO_ESN,)
         if ttype == TransformType.DH and mine.protocol != ProtocolId.IKE:
             m, th = m or (_NO_DH,), th or (_NO_DH,)
