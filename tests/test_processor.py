@@ -316,3 +316,55 @@ def test_transport_mode_ipv6_with_extension_header_in_front() -> None:
     got = b.inbound_esp(action.data, packed(h1), packed(h2), None, 0.0)
     assert isinstance(got, Deliver)
     assert IPv6(got.packet)[UDP].load == b"hbh"
+
+
+def test_flow_decisions_follow_policy_changes(pair: tuple[Engine, Engine]) -> None:
+    """Per-flow cached decisions never outlive an SPD or SAD change."""
+    a, b = pair
+    packet = bytes(IP(src=HOST_A, dst=HOST_B) / TCP(sport=1000, dport=22))
+    assert isinstance(a.outbound(packet, 0.0), Transmit)
+    assert isinstance(a.outbound(packet, 0.0), Transmit)  # from the flow cache
+    index = a.add_policy(
+        Policy(
+            direction="out",
+            selector=Selector(src=HOST_A, dst=HOST_B, proto=6, dport=22),
+            action="discard",
+            priority=1,
+        )
+    )
+    assert a.outbound(packet, 0.0) == Drop(Reason.OUT_POL_BLOCK)
+    other_port = bytes(IP(src=HOST_A, dst=HOST_B) / TCP(sport=1000, dport=23))
+    assert isinstance(a.outbound(other_port, 0.0), Transmit)
+    same_ports_udp = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=1000, dport=22))
+    assert isinstance(a.outbound(same_ports_udp, 0.0), Transmit)  # the protocol is in the key
+    a.del_policy(index)
+    assert isinstance(a.outbound(packet, 0.0), Transmit)
+    # The SA goes away: the next packet needs an ACQUIRE, not the cached SA.
+    a.del_sa(GW_B, 0x1001)
+    assert isinstance(a.outbound(packet, 0.0), Hold)
+    # Inbound: a cached "deliver" is withdrawn when the inbound policy goes.
+    esp = a.outbound(packet, 0.0)
+    assert isinstance(esp, Hold)
+    a.add_sa(sa_spec(0x1001, GW_A, GW_B, KEY_AB, AUTH_AB, reqid=1), now=0.0)
+    for _ in range(2):
+        assert isinstance(carry(a, b, packet), Deliver)
+    b.flush_policy("in")
+    assert carry(a, b, packet) == Drop(Reason.IN_NO_POLS)
+
+
+def test_inbound_decision_is_per_sa(pair: tuple[Engine, Engine]) -> None:
+    """A flow allowed through one SA is not thereby allowed through another."""
+    a, b = pair
+    packet = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=7, dport=9))
+    assert isinstance(carry(a, b, packet), Deliver)
+    # A second SA to B whose endpoints the inbound template does not name.
+    rogue = sa_spec(0x5005, "192.0.2.99", GW_B, KEY_AB, AUTH_AB, reqid=1)
+    b.add_sa(rogue, now=0.0)
+    sender = Engine()
+    sender.add_sa(rogue, now=0.0)
+    esp = sender.sad.get(GW_B, 0x5005).sa
+    assert esp is not None
+    data = esp.esp_encrypt(packet, 4)
+    got = b.inbound_esp(data, packed("192.0.2.99"), packed(GW_B), None, 0.0)
+    assert got == Drop(Reason.IN_TMPL_MISMATCH)
+    assert isinstance(carry(a, b, packet), Deliver)

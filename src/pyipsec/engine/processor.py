@@ -18,6 +18,7 @@ import ipaddress
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pyipsec.engine.actions import Action, Bypass, Deliver, Drop, Hold, Transmit
 from pyipsec.engine.events import Acquire, Event, EventQueue, IPAddress, PolicyAdded, PolicyDeleted
@@ -34,7 +35,39 @@ IPPROTO_UDP = 17
 _IPV4_IN_ESP = 4
 _IPV6_IN_ESP = 41
 
+FLOW_CACHE_SIZE = 65536  # per-flow decisions kept (each cache is emptied when full)
 _DROPS: dict[str, Drop] = {}
+_T = TypeVar("_T")
+_PORTS = frozenset((6, 17, 132, 136))  # TCP, UDP, SCTP, UDP-Lite: ports at 0..3
+_ICMPS = frozenset((1, 58))  # type and code at 0..1
+
+
+def _flow_key(packet: bytes) -> bytes | None:
+    """The header bytes an SPD decision depends on (protocol, addresses, ports or ICMP
+    type/code), for the common packets: IPv4 without options and not a fragment, IPv6
+    without extension headers. None for the rest, which take the full path."""
+    first = packet[0]
+    if first == 0x45:
+        if packet[6] & 0x3F or packet[7]:
+            return None  # a fragment: ports only in the first one (RFC 4301 §4.4.1.1)
+        proto = packet[9]
+        if proto in _PORTS:
+            end = 24
+        elif proto in _ICMPS:
+            end = 22
+        else:
+            end = 20
+        return packet[9:10] + packet[12:end] if len(packet) >= end else None
+    if first >> 4 == 6:
+        proto = packet[6]
+        if proto in _PORTS:
+            end = 44
+        elif proto == 58:
+            end = 42
+        else:
+            return None  # extension headers: the full walk decides
+        return packet[6:7] + packet[8:end] if len(packet) >= end else None
+    return None
 
 
 def _drop(reason: str) -> Drop:
@@ -104,14 +137,32 @@ class Engine:
         # (index, flow src, flow dst) (transport); valid for one SAD generation.
         self._out_cache: dict[object, tuple[SadEntry, ...]] = {}
         self._out_cache_gen = -1
+        # Per-flow decisions, keyed by the header bytes the SPD looks at (_flow_key),
+        # valid while neither database changes: outbound (policy, SAs) and inbound
+        # (SA, policy, drop or None).
+        self._flows_out: dict[bytes, tuple[Policy | None, tuple[SadEntry, ...]]] = {}
+        self._flows_in: dict[bytes, tuple[SadEntry, Policy | None, Drop | None]] = {}
+        self._flows_gen = (-1, -1)
 
     def set_local_addresses(self, addresses: Iterable[str | IPAddress]) -> None:
         """Which inner destinations are this host's (checked against ``in``, others ``fwd``)."""
         self.local_addresses = {ipaddress.ip_address(a).packed for a in addresses}
+        self._flows_gen = (-1, -1)  # in or fwd may now be decided differently
 
     # ---------------------------------------------------------------- outbound ----------
     def outbound(self, packet: bytes, now: float) -> Action:
         """Apply the SPD's ``out`` policies to a packet leaving this host (RFC 4301 §5.1)."""
+        key = _flow_key(packet)
+        if key is not None:
+            self._check_flow_caches()
+            hit = self._flows_out.get(key)
+            if hit is not None:
+                policy, entries = hit
+                if policy is not None:
+                    self.spd.count(policy, len(packet), now)
+                    if entries:
+                        return self._send(entries, packet, now)
+                return self._unprotected(policy, packet)
         try:
             flow = extract_flow(packet)
         except ParseError:
@@ -120,23 +171,36 @@ class Engine:
         policy = self.spd.lookup_packed(
             "out", flow.src, flow.dst, flow.proto, flow.sport, flow.dport
         )
-        if policy is None:
-            # No policy: the kernel lets the packet go unprotected.
-            self.stats["bypass_out"] += 1
-            return Bypass(packet)
+        if policy is None or policy.action != "protect":
+            if key is not None:
+                self._remember(self._flows_out, key, (policy, ()))
+            if policy is not None:
+                self.spd.count(policy, len(packet), now)
+            return self._unprotected(policy, packet)
         self.spd.count(policy, len(packet), now)
-        action = policy.action
-        if action == "discard":
+        resolved = self._resolve(policy, flow.src, flow.dst, packet, now)
+        if isinstance(resolved, Hold | Drop):
+            return resolved  # held for an ACQUIRE, or dropped
+        if key is not None:
+            self._remember(self._flows_out, key, (policy, resolved))
+        if not resolved:
+            return self._unprotected(None, packet)
+        return self._send(resolved, packet, now)
+
+    def _unprotected(self, policy: Policy | None, packet: bytes) -> Action:
+        """No policy (the kernel lets the packet go), a bypass or a discard policy, or
+        a protect policy whose templates were all optional and unavailable."""
+        if policy is not None and policy.action == "discard":
             self.stats[Reason.OUT_POL_BLOCK] += 1
             return _drop(Reason.OUT_POL_BLOCK)
-        if action == "bypass":
-            self.stats["bypass_out"] += 1
-            return Bypass(packet)
-        return self._protect(policy, flow.src, flow.dst, packet, now)
+        self.stats["bypass_out"] += 1
+        return Bypass(packet)
 
-    def _protect(
+    def _resolve(
         self, policy: Policy, flow_src: bytes, flow_dst: bytes, packet: bytes, now: float
-    ) -> Action:
+    ) -> tuple[SadEntry, ...] | Hold | Drop:
+        """The SAs a protect policy's templates resolve to, or the action taken when a
+        required one is missing (ACQUIRE and hold)."""
         if self._out_cache_gen != self.sad.generation:
             self._out_cache.clear()
             self._out_cache_gen = self.sad.generation
@@ -158,9 +222,9 @@ class Engine:
                     return self._acquire(policy, position, tmpl, src, dst, packet, now)
                 found.append(entry)
             entries = self._out_cache[key] = tuple(found)
-        if not entries:
-            self.stats["bypass_out"] += 1
-            return Bypass(packet)
+        return entries
+
+    def _send(self, entries: tuple[SadEntry, ...], packet: bytes, now: float) -> Action:
         data = packet
         for entry in entries[:-1]:
             # Inner templates of a bundle: each wraps the result of the previous one.
@@ -173,6 +237,20 @@ class Engine:
         if isinstance(esp, Drop):
             return esp
         return Transmit(esp, last.local, last.peer, last.encap, last.spi)
+
+    def _check_flow_caches(self) -> None:
+        """Flow decisions hold while neither database changed."""
+        spd_gen, sad_gen = self.spd.generation, self.sad.generation
+        if self._flows_gen != (spd_gen, sad_gen):
+            self._flows_out.clear()
+            self._flows_in.clear()
+            self._flows_gen = (spd_gen, sad_gen)
+
+    @staticmethod
+    def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
+        if len(cache) >= FLOW_CACHE_SIZE:
+            cache.clear()  # bounded by emptying: cheaper than tracking recency per packet
+        cache[key] = value
 
     def _encrypt(
         self, entry: SadEntry, packet: bytes, now: float, *, full_packet: bool
@@ -227,7 +305,7 @@ class Engine:
         dst: bytes,
         packet: bytes,
         now: float,
-    ) -> Action:
+    ) -> Hold | Drop:
         key = (policy.index, position, src, dst)
         pending = self._pending.get(key)
         if pending is None or pending.expires <= now:
@@ -337,6 +415,20 @@ class Engine:
     def _check_decapsulated(self, entry: SadEntry, inner: bytes, now: float) -> Action:
         """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
         template this SA satisfies."""
+        key = _flow_key(inner)
+        if key is not None:
+            self._check_flow_caches()
+            hit = self._flows_in.get(key)
+            if hit is not None and hit[0] is entry:
+                policy, verdict = hit[1], hit[2]
+                if verdict is not None:
+                    self.stats[verdict.reason] += 1
+                    return verdict
+                if policy is not None:
+                    self.spd.count(policy, len(inner), now)
+                self.stats["in_packets"] += 1
+                self.stats["in_bytes"] += len(inner)
+                return Deliver(inner, entry.spi)
         try:
             flow = extract_flow(inner)
         except ParseError:
@@ -346,30 +438,35 @@ class Engine:
         policy = self.spd.lookup_packed(
             direction, flow.src, flow.dst, flow.proto, flow.sport, flow.dport
         )
-        tunnel = entry.mode == "tunnel"
-        if policy is None:
-            # As Linux: a tunnel-mode SA needs a policy that asked for it; transport is let in.
-            if tunnel:
-                self.stats[Reason.IN_NO_POLS] += 1
-                return _drop(Reason.IN_NO_POLS)
-        elif policy.action == "discard":
-            self.stats[Reason.IN_POL_BLOCK] += 1
-            return _drop(Reason.IN_POL_BLOCK)
-        elif policy.action == "protect":
-            plan = self._plans.get(policy.index)
-            if plan is None:
-                plan = self._plans[policy.index] = _Plan.of(policy)
-            if not any(_satisfies(entry, *step) for step in plan.steps):
-                self.stats[Reason.IN_TMPL_MISMATCH] += 1
-                return _drop(Reason.IN_TMPL_MISMATCH)
+        verdict = self._inbound_verdict(entry, policy)
+        if key is not None:
+            self._remember(self._flows_in, key, (entry, policy, verdict))
+        if verdict is not None:
+            self.stats[verdict.reason] += 1
+            return verdict
+        if policy is not None:
             self.spd.count(policy, len(inner), now)
-        elif tunnel:
-            # A bypass policy does not let tunnelled traffic in (xfrm: template mismatch).
-            self.stats[Reason.IN_TMPL_MISMATCH] += 1
-            return _drop(Reason.IN_TMPL_MISMATCH)
         self.stats["in_packets"] += 1
         self.stats["in_bytes"] += len(inner)
         return Deliver(inner, entry.spi)
+
+    def _inbound_verdict(self, entry: SadEntry, policy: Policy | None) -> Drop | None:
+        """None if the SA may carry a packet that matched ``policy``, else the drop."""
+        tunnel = entry.mode == "tunnel"
+        if policy is None:
+            # As Linux: a tunnel-mode SA needs a policy that asked for it; transport is let in.
+            return _drop(Reason.IN_NO_POLS) if tunnel else None
+        if policy.action == "discard":
+            return _drop(Reason.IN_POL_BLOCK)
+        if policy.action == "protect":
+            plan = self._plans.get(policy.index)
+            if plan is None:
+                plan = self._plans[policy.index] = _Plan.of(policy)
+            if any(_satisfies(entry, *step) for step in plan.steps):
+                return None
+            return _drop(Reason.IN_TMPL_MISMATCH)
+        # A bypass policy does not let tunnelled traffic in (xfrm: template mismatch).
+        return _drop(Reason.IN_TMPL_MISMATCH) if tunnel else None
 
     def _check_plain(
         self,
