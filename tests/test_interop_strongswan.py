@@ -83,6 +83,7 @@ def _conn(
     esp: str,
     auth: str,
     extra: str = "",
+    child_extra: str = "",
 ) -> str:
     secrets = ""
     if auth == "psk":
@@ -116,6 +117,7 @@ def _conn(
                 remote_ts = {theirs}/32
                 esp_proposals = {esp}
                 mode = tunnel
+                {child_extra}
               }}
             }}
           }}
@@ -270,6 +272,7 @@ CASES = [
     pytest.param("charon", "psk", CBC_MODP, "aes256-sha256", id="sw-init-psk-cbc-modp2048"),
     pytest.param("pyipsec", "ecdsa", GCM_X25519, "aes128gcm16", id="py-init-ecdsa-p256"),
     pytest.param("charon", "rsa", CBC_MODP, "aes128gcm16", id="sw-init-rsa-2048"),
+    pytest.param("trap", "psk", GCM_X25519, "aes128gcm16", id="py-trap-psk"),
 ]
 
 
@@ -320,18 +323,24 @@ def test_interop(tmp_path: Path, initiator: str, auth: str, proposals: str, esp:
                     proposals=proposals,
                     esp=esp,
                     auth=swanctl_auth,
+                    child_extra="start_action = trap" if initiator == "trap" else "",
                 )
             )
             started = time.monotonic()
             if initiator == "pyipsec":
                 out = py.cli("up", "gw", "--timeout", "20").stdout
                 assert "ESTABLISHED" in out and "INSTALLED" in out, out
+            elif initiator == "trap":
+                # The trap policy makes the engine ACQUIRE on the first packet; IKE in the
+                # daemon negotiates, and the held packet goes out once the SA is there.
+                assert py.status()["ike"]["traps"][0]["name"] == "gw"
+                _ping(py.ns, PY_NET, SW_NET)
             else:
                 sw.swanctl("--initiate", "--child", "net", "--ike", "gw", "--timeout", "20")
             wait_for(lambda: "INSTALLED" in sw.list_sas(), "charon's CHILD SA", 20, sw.log)
             assert time.monotonic() - started < 20
             ike = _check_same_sas(py, sw, proposals)
-            assert ike["initiator"] is (initiator == "pyipsec")
+            assert ike["initiator"] is (initiator != "charon")
             _check_traffic(py, sw, tmp_path)
             text = py.cli("status").stdout
             assert "IKE SAs (1):" in text and "gw: ESTABLISHED" in text, text
@@ -349,3 +358,21 @@ def test_interop(tmp_path: Path, initiator: str, auth: str, proposals: str, esp:
             if py.proc is not None and py.proc.poll() is None:
                 py.proc.terminate()
                 py.proc.wait(10)
+
+
+def test_daemon_config_errors_name_file_and_line(tmp_path: Path) -> None:
+    """``pyipsec daemon --config`` with a bad value: exit status 1, file:line in the message,
+    nothing left running (the daemon starts in a namespace of its own)."""
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text("connections {\n  gw {\n    remote_addrs = 192.0.2.2\n    proposals = rot13\n")
+    conf.write_text(conf.read_text() + "  }\n}\n")
+    with namespaces("cfg") as (ns,):
+        for detach in ([], ["--foreground"]):
+            proc = subprocess.run(
+                ns.cmd(sys.executable, "-m", "pyipsec.cli.main", "daemon", "--config", str(conf),
+                       "--run-dir", str(tmp_path / "run"), *detach),
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert proc.returncode == 1, proc.stderr
+            assert f"{conf}:4" in proc.stderr and "proposals" in proc.stderr, proc.stderr
+            assert ns.run("ip", "-o", "link", "show", "pyipsec0", check=False) == ""
