@@ -416,3 +416,28 @@ def test_responder_answers_ike_proposals_without_esn() -> None:
     esp = parse_proposals(["aes128gcm16"], ProtocolId.ESP)
     picked_esp = selection.select(esp, [to_payload(p, 1, b"\0\0\0\1") for p in esp], ProtocolId.ESP)
     assert picked_esp is not None and len(picked_esp[0].of_type(TransformType.ESN)) == 1
+
+
+@pytest.mark.parametrize("action", ["clear", "restart"])
+def test_dpd_deletes_sas_of_a_dead_peer(action: str) -> None:
+    pair = psk_pair(extra="dpd_delay = 2s", child_a=f"dpd_action = {action}")
+    pair.a.initiate("gw")
+    pair.run()
+    assert _established(pair.a)
+    pair.run(5)  # idle, peer alive: DPD exchanges are answered, the SA stays
+    assert _established(pair.a) and pair.engines[GW_A].dump_sa()
+    informational = len(pair.wire.log)
+    assert informational > 4  # the 4 datagrams of IKE_SA_INIT + IKE_AUTH, then DPD
+    pair.wire.down = True  # the peer dies
+    pair.run(20)
+    deleted = [e for e in pair.a.history if e["event"] == "IkeSaDeleted"]
+    assert deleted and deleted[0]["reason"] == "timeout"
+    assert not _established(pair.a)
+    if action == "clear":
+        assert pair.a.status()["ike_sas"] == [] and pair.engines[GW_A].dump_sa() == []
+    else:
+        # restart: a new IKE SA is under way again; once the peer is back it comes up.
+        assert [s["state"] for s in pair.a.status()["ike_sas"]] == ["connecting"]
+        pair.wire.down = False
+        pair.run(30)
+        assert len(_established(pair.a)) == 1

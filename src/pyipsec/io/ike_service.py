@@ -60,6 +60,7 @@ IP_PKTINFO = 8
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 EVENT_HISTORY = 64  # IKE events kept for ``ike-status``
+DPD_TICK = 1.0  # seconds between checks for idle IKE SAs (connections with dpd_delay)
 
 
 class Loop(Protocol):
@@ -101,6 +102,7 @@ class IkeService:
         self.send_errors = 0
         self._timer: Any = None
         self._timer_at: float | None = None
+        self._dpd_timer: Any = None
 
     # -- configuration ------------------------------------------------------------------
     def load_file(self, path: str | Path) -> None:
@@ -152,6 +154,29 @@ class IkeService:
                         self.initiate(conn.name, child.name, now=now)
                     except ConfigError as exc:
                         log.error("%s: not started: %s", conn.name, exc)
+        if self._dpd_timer is None and any(c.source.dpd_delay > 0 for c in new.values()):
+            self._dpd_timer = self.loop.call_at(now + DPD_TICK, self._dpd_check)
+        self.pump()
+
+    def _dpd_check(self) -> None:
+        """§1.4: an empty INFORMATIONAL to peers we have not heard from for dpd_delay.
+
+        When it goes unanswered the task manager gives up and the IKE SA and its CHILD
+        SAs are deleted; ``dpd_action = restart`` then initiates the connection again.
+        """
+        self._dpd_timer = None
+        now = self.loop.time()
+        for sa in self.manager.ike_sas:
+            conn = self.connections.get(sa.name)
+            if conn is None or conn.source.dpd_delay <= 0 or sa.state is not IkeSaState.ESTABLISHED:
+                continue
+            tm = self.manager.task_manager(sa)
+            if tm.active or tm.queued or tm.in_flight is not None:
+                continue
+            if now - sa.last_heard >= conn.source.dpd_delay:
+                self.manager.dpd(sa, now)
+        if any(c.source.dpd_delay > 0 for c in self.connections.values()):
+            self._dpd_timer = self.loop.call_at(now + DPD_TICK, self._dpd_check)
         self.pump()
 
     def _untrap(self, key: tuple[str, str], reqid: int) -> None:
@@ -171,23 +196,27 @@ class IkeService:
             raise ConfigError(f"no connection named {name!r}")
         if child is not None and conn.child(child) is None:
             raise ConfigError(f"connection {name!r} has no child {child!r}")
-        if not conn.remote_addrs:
-            raise ConfigError(f"connection {name!r} has no remote address to initiate to")
-        peer = conn.remote_addrs[0]
-        local = conn.local_addrs[0] if conn.local_addrs else self.source_address(peer)
-        if local is None:
-            raise ConfigError(f"connection {name!r}: no local address reaches {peer}")
-        port = conn.source.remote_port
+        local, remote = self._endpoints(conn)
         sa = self.manager.initiate(
             name,
             self.loop.time() if now is None else now,
-            local=(local, conn.source.local_port),
-            remote=(peer, port),
+            local=local,
+            remote=remote,
             child=child,
         )
+        peer, port = remote
         log.info("%s: initiating to %s[%d]", name, peer, port)
         self.pump()
         return sa
+
+    def _endpoints(self, conn: EngineConnection) -> tuple[Endpoint, Endpoint]:
+        if not conn.remote_addrs:
+            raise ConfigError(f"connection {conn.name!r} has no remote address to initiate to")
+        peer = conn.remote_addrs[0]
+        local = conn.local_addrs[0] if conn.local_addrs else self.source_address(peer)
+        if local is None:
+            raise ConfigError(f"connection {conn.name!r}: no local address reaches {peer}")
+        return (local, conn.source.local_port), (peer, conn.source.remote_port)
 
     def terminate(self, name: str) -> int:
         """Delete every IKE SA of connection ``name``; how many there were."""
@@ -270,15 +299,21 @@ class IkeService:
     def pump(self) -> None:
         """Send what the manager produced, report its events, re-arm the timer."""
         now = self.loop.time()
-        for datagram in self.manager.datagrams_to_send(now):
-            try:
-                self.transport.send(datagram.data, datagram.src, datagram.dst)
-            except OSError as exc:
-                # A lost datagram is retransmitted by the manager; just count it.
-                self.send_errors += 1
-                log.debug("IKE send %s -> %s: %s", datagram.src, datagram.dst, exc)
-        while (event := self.manager.next_event()) is not None:
-            self._report(event, now)
+        while True:
+            datagrams = self.manager.datagrams_to_send(now)
+            for datagram in datagrams:
+                try:
+                    self.transport.send(datagram.data, datagram.src, datagram.dst)
+                except OSError as exc:
+                    # A lost datagram is retransmitted by the manager; just count it.
+                    self.send_errors += 1
+                    log.debug("IKE send %s -> %s: %s", datagram.src, datagram.dst, exc)
+            reported = False
+            while (event := self.manager.next_event()) is not None:
+                self._report(event, now)
+                reported = True
+            if not datagrams and not reported:
+                break  # a report may have started something (restart): send it too
         self.after_change()
         self._arm()
 
@@ -311,6 +346,7 @@ class IkeService:
                 event.spi_r.hex(), event.reason, f", notify {event.notify}" if event.notify else "",
             )  # fmt: skip
             entry.update(name=event.name, spi_i=event.spi_i.hex(), reason=event.reason)
+            self._restart(event)
         elif isinstance(event, ChildSaInstalled):
             log.info(
                 "%s/%s: CHILD SA installed, spi in %08x out %08x, %s, %s === %s",
@@ -328,6 +364,23 @@ class IkeService:
             entry.update(name=event.ike_name, child=event.name, reason=event.reason)
         self.history.append(entry)
         del self.history[:-EVENT_HISTORY]
+
+    def _restart(self, event: IkeSaDeleted) -> None:
+        """``dpd_action = restart``: a peer that stopped answering is initiated again."""
+        conn = self.connections.get(event.name)
+        if conn is None or event.reason != "timeout" or self._has_sa(conn.name):
+            return
+        child = next((c for c in conn.children if c.dpd_action == "restart"), None)
+        if child is None:
+            return
+        log.info("%s: peer unreachable, restarting (dpd_action = restart)", conn.name)
+        try:
+            local, remote = self._endpoints(conn)
+            self.manager.initiate(
+                conn.name, self.loop.time(), local=local, remote=remote, child=child.name
+            )
+        except ConfigError as exc:
+            log.error("%s: restart failed: %s", conn.name, exc)
 
 
 # ======================================================================== real I/O ====
