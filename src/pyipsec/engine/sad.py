@@ -39,6 +39,8 @@ class SaState(StrEnum):
 
 
 def _addr(value: str | IPAddress) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value  # ip_address() would format and parse it again: a cost per SA
     try:
         return ipaddress.ip_address(value)
     except ValueError as exc:

@@ -513,16 +513,18 @@ class ChildCreate(Task):
     def _policies(self, child: ChildSa, me: str, peer: str) -> list[int]:
         backend = self.sa.ctx.backend
         tunnel = child.mode == "tunnel"
+        # Address objects (cached), not text: the SPD would parse the text per template.
+        me_ip, peer_ip = _ip(me), _ip(peer)
         out_t = Template(
             mode=child.mode,
-            src=me if tunnel else None,
-            dst=peer if tunnel else None,
+            src=me_ip if tunnel else None,
+            dst=peer_ip if tunnel else None,
             reqid=child.reqid,
         )
         in_t = Template(
             mode=child.mode,
-            src=peer if tunnel else None,
-            dst=me if tunnel else None,
+            src=peer_ip if tunnel else None,
+            dst=me_ip if tunnel else None,
             reqid=child.reqid,
         )
         added: list[int] = []
