@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pyipsec.errors import ParseError
+from pyipsec.ike.v2 import fragments
 from pyipsec.ike.v2.constants import ExchangeType, NotifyType
 from pyipsec.ike.v2.ike_sa import Datagram, IkeSa, IkeSaState, NotifyError
 from pyipsec.ike.v2.message import IkeHeader, IkeMessage, UnsupportedCriticalPayload, build_message
-from pyipsec.ike.v2.payloads import NotifyPayload, Payload
-from pyipsec.ike.v2.sk import IntegrityError
+from pyipsec.ike.v2.payloads import EncryptedFragmentPayload, NotifyPayload, Payload
+from pyipsec.ike.v2.sk import IntegrityError, decrypt_fragment
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class RetransmitSettings:
 class _InFlight:
     message_id: int
     exchange: int
-    data: bytes
+    data: bytes | list[bytes]  # one datagram, or its SKF fragments (RFC 7383)
     sent: int  # retransmissions so far
     deadline: float
 
@@ -119,7 +120,8 @@ class TaskManager:
         self.passive: list[Task] = []
         self.in_flight: _InFlight | None = None
         self._last_request = b""  # the peer's last request and our answer (§2.1)
-        self._last_response = b""
+        self._last_response: bytes | list[bytes] = b""
+        self.reassembly = fragments.Reassembler()
         self.retransmits_sent = 0
         self.retransmits_answered = 0
 
@@ -156,16 +158,17 @@ class TaskManager:
         for task in self.active:
             task.build_request(out, now)
         header = self.sa.header(exchange, self.sa.mid_out, response=False)
+        data: bytes | list[bytes]
         if exchange == ExchangeType.IKE_SA_INIT:
-            data = build_message(header, out)
-            self.sa.init_request = data
+            data = self.sa.init_request = build_message(header, out)
         else:
-            data = self.sa.protect(header, out)
+            data = _one_or_all(fragments.protect(self.sa, header, out))
         self.in_flight = _InFlight(self.sa.mid_out, exchange, data, 0, now + self.settings.delay(0))
         self._send(data)
 
-    def _send(self, data: bytes) -> None:
-        self.sa.ctx.outbox.append(Datagram(data, self.sa.local, self.sa.remote))
+    def _send(self, data: bytes | list[bytes]) -> None:
+        for packet in [data] if isinstance(data, bytes) else data:
+            self.sa.ctx.outbox.append(Datagram(packet, self.sa.local, self.sa.remote))
 
     # -- timers -----------------------------------------------------------------
 
@@ -196,13 +199,55 @@ class TaskManager:
         """One parsed message of this IKE SA (the manager routed it here)."""
         if self.sa.state is IkeSaState.DESTROYED:
             return
-        if message.header.is_response:
+        if isinstance(message.encrypted, EncryptedFragmentPayload):
+            self._process_fragment(message, now)
+        elif message.header.is_response:
             self._process_response(message, now)
         else:
             self._process_request(message, now)
         self.initiate(now)
 
-    def _process_response(self, message: IkeMessage, now: float) -> None:
+    def _process_fragment(self, message: IkeMessage, now: float) -> None:
+        """One SKF message (RFC 7383 §2.6): kept until the whole message is in."""
+        header, cipher, skf = message.header, self.sa.cipher_in, message.encrypted
+        if cipher is None or not isinstance(skf, EncryptedFragmentPayload):
+            return
+        if not header.is_response:
+            if header.message_id == self.sa.mid_in - 1 and self._last_response:
+                # RFC 7383 §2.6.1: of a retransmitted request, only fragment 1 (once
+                # authenticated) makes us send our response again.
+                if skf.fragment_number == 1:
+                    try:
+                        decrypt_fragment(message, cipher)
+                    except (IntegrityError, ParseError):
+                        return
+                    self.retransmits_answered += 1
+                    self._send(self._last_response)
+                return
+            if header.message_id != self.sa.mid_in:
+                return
+        elif self.in_flight is None or header.message_id != self.in_flight.message_id:
+            return
+        try:
+            payloads = self.reassembly.add(message, cipher)
+        except IntegrityError:
+            return  # §2.21 / RFC 7383 §2.6: a forged fragment is dropped silently
+        except ParseError:
+            if header.is_response:
+                self._fail(now, "failed", NotifyType.INVALID_SYNTAX)
+            else:
+                self._answer(header, [_notify(NotifyType.INVALID_SYNTAX)], message.raw)
+            return
+        if payloads is None:
+            return
+        if header.is_response:
+            self._process_response(message, now, payloads)
+        else:
+            self._process_request(message, now, payloads)
+
+    def _process_response(
+        self, message: IkeMessage, now: float, opened: list[Payload] | None = None
+    ) -> None:
         header = message.header
         flight = self.in_flight
         if flight is None or header.message_id != flight.message_id:
@@ -212,6 +257,8 @@ class TaskManager:
         if flight.exchange == ExchangeType.IKE_SA_INIT:
             payloads = message.payloads
             self.sa.init_response = message.raw
+        elif opened is not None:
+            payloads = opened  # reassembled from authenticated fragments
         else:
             if message.encrypted is None:
                 # §2.21.4: an unprotected answer (INVALID_IKE_SPI...) is only a hint;
@@ -249,7 +296,9 @@ class TaskManager:
         if self.sa.state is not IkeSaState.DESTROYED:
             self.sa.destroy(reason, notify)
 
-    def _process_request(self, message: IkeMessage, now: float) -> None:
+    def _process_request(
+        self, message: IkeMessage, now: float, opened: list[Payload] | None = None
+    ) -> None:
         header = message.header
         if header.message_id == self.sa.mid_in - 1 and self._last_response:
             # §2.1: a retransmitted request gets the same response, and changes nothing.
@@ -266,6 +315,8 @@ class TaskManager:
         if exchange == ExchangeType.IKE_SA_INIT:
             payloads = message.payloads
             self.sa.init_request = message.raw
+        elif opened is not None:
+            payloads = opened  # reassembled from authenticated fragments
         else:
             if message.encrypted is None:
                 return  # §2.21: nothing authenticated, nothing to answer
@@ -314,11 +365,11 @@ class TaskManager:
         header = self.sa.header(request.exchange_type, request.message_id, response=True)
         if stateless:
             header.spi_r = bytes(8)
+        data: bytes | list[bytes]
         if request.exchange_type == ExchangeType.IKE_SA_INIT:
-            data = build_message(header, out)
-            self.sa.init_response = data
+            data = self.sa.init_response = build_message(header, out)
         else:
-            data = self.sa.protect(header, out)
+            data = _one_or_all(fragments.protect(self.sa, header, out))
         self._last_request = raw_request
         self._last_response = data
         self.sa.mid_in = request.message_id + 1
@@ -327,3 +378,7 @@ class TaskManager:
 
 def _notify(notify_type: int, data: bytes = b"") -> NotifyPayload:
     return NotifyPayload(notify_type, data)
+
+
+def _one_or_all(packets: list[bytes]) -> bytes | list[bytes]:
+    return packets[0] if len(packets) == 1 else packets
