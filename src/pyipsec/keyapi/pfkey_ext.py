@@ -16,30 +16,99 @@ than AF_INET/AF_INET6. Reserved fields and padding are ignored on input and writ
 zeros, as the kernel does.
 
 Builders raise ``ConfigError`` for values that do not fit the wire format.
+
+Addresses and sockaddrs live in ``pfkey_address``, policies and their ipsecrequests in
+``pfkey_policy``; this module holds the other extensions and dispatches on the type,
+and re-exports those names so that ``pfkey_ext`` offers every extension.
 """
 
 from __future__ import annotations
 
-import errno
 import struct
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import ClassVar, Final, TypeAlias
 
-from pyipsec.errors import ConfigError, KeyApiError
+from pyipsec.errors import ConfigError
 from pyipsec.keyapi import pfkey_const as k
+from pyipsec.keyapi.pfkey_address import (
+    ADDRESS,
+    ADDRESS_TYPES,
+    FILTER,
+    KMADDRESS,
+    Address,
+    Filter,
+    IPAddress,
+    KmAddress,
+    SockAddr,
+    build_address,
+    build_filter,
+    build_kmaddress,
+    parse_address,
+    parse_filter,
+    parse_kmaddress,
+    sockaddr_len,
+)
+from pyipsec.keyapi.pfkey_policy import (
+    POLICY,
+    IpsecRequest,
+    Policy,
+    build_policy,
+    parse_policy,
+)
+from pyipsec.keyapi.pfkey_wire import (
+    BE16,
+    BE32,
+    EXT_HDR,
+    align8,
+    check_type,
+    einval,
+    pad8,
+    words,
+)
 
-IPAddress: TypeAlias = IPv4Address | IPv6Address
+__all__ = [
+    "ADDRESS_TYPES",
+    "FIXED_LEN",
+    "IDENTITY_TYPES",
+    "KEY_TYPES",
+    "LIFETIME_TYPES",
+    "MIN_LEN",
+    "NAT_T_PORT_TYPES",
+    "SUPPORTED_TYPES",
+    "Address",
+    "Alg",
+    "Comb",
+    "Extension",
+    "Filter",
+    "IPAddress",
+    "Identity",
+    "IpsecRequest",
+    "Key",
+    "KmAddress",
+    "KmPrivate",
+    "Lifetime",
+    "NatTPort",
+    "NatTType",
+    "Policy",
+    "Proposal",
+    "Sa",
+    "Sa2",
+    "SecCtx",
+    "Sensitivity",
+    "SockAddr",
+    "SpiRange",
+    "Supported",
+    "UnknownExtension",
+    "align8",
+    "build_extension",
+    "parse_extension",
+    "sockaddr_len",
+]
 
 # Extension headers, in the order of <linux/pfkeyv2.h>. "x" bytes are reserved fields.
-_EXT_HDR: Final = struct.Struct("=HH")
-_U16: Final = struct.Struct("=H")
-_BE16: Final = struct.Struct("!H")
-_BE32: Final = struct.Struct("!I")
 _SA: Final = struct.Struct("=HH4sBBBBI")  # sadb_sa, 16
 _LIFETIME: Final = struct.Struct("=HHIQQQ")  # sadb_lifetime, 32
-_ADDRESS: Final = struct.Struct("=HHBB2x")  # sadb_address, 8
 _KEY: Final = struct.Struct("=HHH2x")  # sadb_key, 8
 _IDENT: Final = struct.Struct("=HHH2xQ")  # sadb_ident, 16
 _SENS: Final = struct.Struct("=HHIBBBB4x")  # sadb_sens, 16
@@ -50,24 +119,10 @@ _ALG: Final = struct.Struct("=BBHH2x")  # sadb_alg, 8
 _SPIRANGE: Final = struct.Struct("=HHII4x")  # sadb_spirange, 16
 _KMPRIVATE: Final = struct.Struct("=HH4x")  # sadb_x_kmprivate, 8
 _SA2: Final = struct.Struct("=HHB3xII")  # sadb_x_sa2, 16
-_POLICY: Final = struct.Struct("=HHHBxII")  # sadb_x_policy, 16
-_IPSECREQ: Final = struct.Struct("=HHBB2xI4x")  # sadb_x_ipsecrequest, 16
 _NAT_T_TYPE: Final = struct.Struct("=HHB3x")  # sadb_x_nat_t_type, 8
 _NAT_T_PORT: Final = struct.Struct("=HH2s2x")  # sadb_x_nat_t_port, 8
 _SEC_CTX: Final = struct.Struct("=HHBBH")  # sadb_x_sec_ctx, 8
-_KMADDRESS: Final = struct.Struct("=HHI")  # sadb_x_kmaddress, 8
-_FILTER: Final = struct.Struct("=HH16s16sHBB")  # sadb_x_filter, 40
-_SOCKADDR_IN: Final = struct.Struct("=H2s4s8x")  # struct sockaddr_in, 16
-_SOCKADDR_IN6: Final = struct.Struct("=H2s4s16sI")  # struct sockaddr_in6, 28
 
-ADDRESS_TYPES: Final = frozenset(
-    {
-        k.SADB_EXT_ADDRESS_SRC,
-        k.SADB_EXT_ADDRESS_DST,
-        k.SADB_EXT_ADDRESS_PROXY,
-        k.SADB_X_EXT_NAT_T_OA,
-    }
-)
 LIFETIME_TYPES: Final = frozenset(
     {k.SADB_EXT_LIFETIME_CURRENT, k.SADB_EXT_LIFETIME_HARD, k.SADB_EXT_LIFETIME_SOFT}
 )
@@ -75,92 +130,6 @@ KEY_TYPES: Final = frozenset({k.SADB_EXT_KEY_AUTH, k.SADB_EXT_KEY_ENCRYPT})
 IDENTITY_TYPES: Final = frozenset({k.SADB_EXT_IDENTITY_SRC, k.SADB_EXT_IDENTITY_DST})
 SUPPORTED_TYPES: Final = frozenset({k.SADB_EXT_SUPPORTED_AUTH, k.SADB_EXT_SUPPORTED_ENCRYPT})
 NAT_T_PORT_TYPES: Final = frozenset({k.SADB_X_EXT_NAT_T_SPORT, k.SADB_X_EXT_NAT_T_DPORT})
-
-
-def _einval(why: str) -> KeyApiError:
-    return KeyApiError(errno.EINVAL, f"PF_KEY: {why}")
-
-
-def align8(n: int) -> int:
-    """``n`` rounded up to a multiple of 8 (PFKEY_ALIGN8)."""
-    return (n + 7) & ~7
-
-
-def _pad8(data: bytes) -> bytes:
-    return data + bytes(align8(len(data)) - len(data))
-
-
-# --- sockaddrs ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SockAddr:
-    """A ``sockaddr_in``/``sockaddr_in6`` (the family follows ``addr``'s version)."""
-
-    addr: IPAddress
-    port: int = 0
-    flowinfo: int = 0  # IPv6 only, network order on the wire
-    scope_id: int = 0  # IPv6 only, host order on the wire
-
-
-def sockaddr_len(family: int) -> int:
-    """sizeof the sockaddr of ``family``; 0 for a family PF_KEY on Linux cannot carry."""
-    if family == k.AF_INET:
-        return _SOCKADDR_IN.size
-    if family == k.AF_INET6:
-        return _SOCKADDR_IN6.size
-    return 0
-
-
-def _parse_sockaddr(buf: memoryview, off: int, family: int) -> SockAddr:
-    # The caller checked the family and that the whole sockaddr is in buf.
-    if family == k.AF_INET:
-        (
-            _,
-            port,
-            addr4,
-        ) = _SOCKADDR_IN.unpack_from(buf, off)
-        return SockAddr(IPv4Address(addr4), _BE16.unpack(port)[0])
-    _, port, flow, addr6, scope = _SOCKADDR_IN6.unpack_from(buf, off)
-    return SockAddr(IPv6Address(addr6), _BE16.unpack(port)[0], _BE32.unpack(flow)[0], scope)
-
-
-def _build_sockaddr(sa: SockAddr) -> bytes:
-    if isinstance(sa.addr, IPv4Address):
-        if sa.flowinfo or sa.scope_id:
-            raise ConfigError("flowinfo and scope_id exist only in an IPv6 sockaddr")
-        return _SOCKADDR_IN.pack(k.AF_INET, _BE16.pack(sa.port), sa.addr.packed)
-    if isinstance(sa.addr, IPv6Address):
-        return _SOCKADDR_IN6.pack(
-            k.AF_INET6, _BE16.pack(sa.port), _BE32.pack(sa.flowinfo), sa.addr.packed, sa.scope_id
-        )
-    raise ConfigError(f"not an IPv4Address or IPv6Address: {sa.addr!r}")
-
-
-def _family_at(buf: memoryview, off: int) -> int:
-    family: int = _U16.unpack_from(buf, off)[0]
-    return family
-
-
-def _parse_sockaddr_pair(buf: memoryview) -> tuple[SockAddr, SockAddr]:
-    # af_key.c parse_sockaddr_pair: two sockaddrs of one family, padded to 8 bytes.
-    if len(buf) < 2:
-        raise _einval("sockaddr pair truncated")
-    family = _family_at(buf, 0)
-    size = sockaddr_len(family)
-    if not size:
-        raise _einval(f"sockaddr family {family} not supported")
-    if len(buf) != align8(2 * size):  # Linux: shorter is EINVAL; longer, stricter than Linux
-        raise _einval("sockaddr pair length does not match its family")
-    if _family_at(buf, size) != family:
-        raise _einval("sockaddr pair mixes families")
-    return _parse_sockaddr(buf, 0, family), _parse_sockaddr(buf, size, family)
-
-
-def _build_sockaddr_pair(first: SockAddr, second: SockAddr) -> bytes:
-    if type(first.addr) is not type(second.addr):
-        raise ConfigError("a sockaddr pair needs two addresses of one family")
-    return _pad8(_build_sockaddr(first) + _build_sockaddr(second))
 
 
 # --- extension dataclasses ---------------------------------------------------------
@@ -188,33 +157,6 @@ class Lifetime:
     nbytes: int = 0
     addtime: int = 0
     usetime: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """``sadb_address`` + sockaddr (§2.3.3): ADDRESS_SRC/DST/PROXY or X_NAT_T_OA."""
-
-    exttype: int
-    addr: IPAddress
-    prefixlen: int
-    proto: int = 0
-    port: int = 0
-    flowinfo: int = 0
-    scope_id: int = 0
-
-    @classmethod
-    def host(cls, exttype: int, addr: str | IPAddress, *, port: int = 0, proto: int = 0) -> Address:
-        """A single-address extension: the prefix length is the address's full length."""
-        ip = ip_address(addr) if isinstance(addr, str) else addr
-        return cls(exttype, ip, ip.max_prefixlen, proto, port)
-
-    @property
-    def family(self) -> int:
-        return k.AF_INET if isinstance(self.addr, IPv4Address) else k.AF_INET6
-
-    @property
-    def sockaddr(self) -> SockAddr:
-        return SockAddr(self.addr, self.port, self.flowinfo, self.scope_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,30 +270,6 @@ class Sa2:
 
 
 @dataclass(frozen=True, slots=True)
-class IpsecRequest:
-    """``sadb_x_ipsecrequest``: one template of a policy, with its endpoint pair if any."""
-
-    proto: int
-    mode: int
-    level: int
-    reqid: int = 0
-    src: SockAddr | None = None
-    dst: SockAddr | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """``sadb_x_policy`` (IPSEC_POLICY_*, IPSEC_DIR_*) and its ipsecrequests."""
-
-    exttype: ClassVar[int] = k.SADB_X_EXT_POLICY
-    policy_type: int
-    direction: int
-    policy_id: int = 0
-    priority: int = 0
-    requests: tuple[IpsecRequest, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class NatTType:
     """``sadb_x_nat_t_type``: the UDP encapsulation (UDP_ENCAP_ESPINUDP)."""
 
@@ -378,31 +296,6 @@ class SecCtx:
 
 
 @dataclass(frozen=True, slots=True)
-class KmAddress:
-    """``sadb_x_kmaddress``: the addresses IKE uses for a MIGRATE."""
-
-    exttype: ClassVar[int] = k.SADB_X_EXT_KMADDRESS
-    local: SockAddr
-    remote: SockAddr
-    reserved: int = 0  # the kernel passes it through to xfrm_kmaddress
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """``sadb_x_filter``: source and destination prefixes that restrict a DUMP."""
-
-    exttype: ClassVar[int] = k.SADB_X_EXT_FILTER
-    saddr: IPAddress
-    daddr: IPAddress
-    splen: int
-    dplen: int
-
-    @property
-    def family(self) -> int:
-        return k.AF_INET if isinstance(self.saddr, IPv4Address) else k.AF_INET6
-
-
-@dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """An extension type beyond SADB_EXT_MAX, kept opaque (only with ``strict=False``)."""
 
@@ -424,7 +317,7 @@ Extension: TypeAlias = (
 
 def _parse_sa(exttype: int, ext: memoryview) -> Sa:
     _, _, spi, replay, state, auth, encrypt, flags = _SA.unpack_from(ext)
-    return Sa(_BE32.unpack(spi)[0], replay, state, auth, encrypt, flags)
+    return Sa(BE32.unpack(spi)[0], replay, state, auth, encrypt, flags)
 
 
 def _parse_lifetime(exttype: int, ext: memoryview) -> Lifetime:
@@ -432,30 +325,12 @@ def _parse_lifetime(exttype: int, ext: memoryview) -> Lifetime:
     return Lifetime(exttype, allocations, nbytes, addtime, usetime)
 
 
-def _parse_address(exttype: int, ext: memoryview) -> Address:
-    # af_key.c verify_address_len: the family must be readable, the length must be
-    # exactly that family's sockaddr padded to 8, the prefix no longer than the address.
-    if len(ext) < _ADDRESS.size + 2:
-        raise _einval("address extension without a sockaddr")
-    _, _, proto, prefixlen = _ADDRESS.unpack_from(ext)
-    family = _family_at(ext, _ADDRESS.size)
-    size = sockaddr_len(family)
-    if not size:
-        raise _einval(f"address family {family} not supported")
-    if len(ext) != align8(_ADDRESS.size + size):
-        raise _einval("address extension length does not match its family")
-    sa = _parse_sockaddr(ext, _ADDRESS.size, family)
-    if prefixlen > sa.addr.max_prefixlen:
-        raise _einval("address prefix length beyond the family")
-    return Address(exttype, sa.addr, prefixlen, proto, sa.port, sa.flowinfo, sa.scope_id)
-
-
 def _parse_key(exttype: int, ext: memoryview) -> Key:
     # af_key.c verify_key_len: the key bits must fit in the extension.
     _, _, bits = _KEY.unpack_from(ext)
     nbytes = (bits + 7) // 8
     if align8(_KEY.size + nbytes) > len(ext):
-        raise _einval("key bits beyond the key extension")
+        raise einval("key bits beyond the key extension")
     return Key(exttype, bits, bytes(ext[_KEY.size : _KEY.size + nbytes]))
 
 
@@ -470,17 +345,17 @@ def _parse_identity(exttype: int, ext: memoryview) -> Identity:
 def _parse_sensitivity(exttype: int, ext: memoryview) -> Sensitivity:
     _, _, dpd, sens_level, sens_len, integ_level, integ_len = _SENS.unpack_from(ext)
     if len(ext) != _SENS.size + 8 * (sens_len + integ_len):  # stricter than Linux
-        raise _einval("sensitivity length does not match its bitmaps")
-    words = ext[_SENS.size :].cast("Q")
+        raise einval("sensitivity length does not match its bitmaps")
+    bitmaps = ext[_SENS.size :].cast("Q")
     return Sensitivity(
-        dpd, sens_level, integ_level, tuple(words[:sens_len]), tuple(words[sens_len:])
+        dpd, sens_level, integ_level, tuple(bitmaps[:sens_len]), tuple(bitmaps[sens_len:])
     )
 
 
 def _parse_proposal(exttype: int, ext: memoryview) -> Proposal:
     _, _, replay = _PROP.unpack_from(ext)
     if (len(ext) - _PROP.size) % _COMB.size:  # stricter than Linux
-        raise _einval("proposal holds a partial sadb_comb")
+        raise einval("proposal holds a partial sadb_comb")
     combs = tuple(Comb(*c) for c in _COMB.iter_unpack(ext[_PROP.size :]))
     return Proposal(replay, combs)
 
@@ -504,31 +379,12 @@ def _parse_sa2(exttype: int, ext: memoryview) -> Sa2:
     return Sa2(mode, reqid, sequence)
 
 
-def _parse_policy(exttype: int, ext: memoryview) -> Policy:
-    _, _, policy_type, direction, policy_id, priority = _POLICY.unpack_from(ext)
-    requests: list[IpsecRequest] = []
-    off, end = _POLICY.size, len(ext)
-    # af_key.c parse_ipsecrequests: sadb_x_ipsecrequest_len counts bytes, not words.
-    while end - off >= _IPSECREQ.size:
-        rq_len, proto, mode, level, reqid = _IPSECREQ.unpack_from(ext, off)
-        if rq_len < _IPSECREQ.size or rq_len > end - off:
-            raise _einval("ipsecrequest length out of its policy")
-        src = dst = None
-        if rq_len > _IPSECREQ.size:
-            src, dst = _parse_sockaddr_pair(ext[off + _IPSECREQ.size : off + rq_len])
-        requests.append(IpsecRequest(proto, mode, level, reqid, src, dst))
-        off += rq_len
-    if off != end:  # Linux skips fewer than 16 trailing bytes; stricter than Linux
-        raise _einval("trailing bytes after the last ipsecrequest")
-    return Policy(policy_type, direction, policy_id, priority, tuple(requests))
-
-
 def _parse_nat_t_type(exttype: int, ext: memoryview) -> NatTType:
     return NatTType(_NAT_T_TYPE.unpack_from(ext)[2])
 
 
 def _parse_nat_t_port(exttype: int, ext: memoryview) -> NatTPort:
-    port: int = _BE16.unpack(_NAT_T_PORT.unpack_from(ext)[2])[0]
+    port: int = BE16.unpack(_NAT_T_PORT.unpack_from(ext)[2])[0]
     return NatTPort(exttype, port)
 
 
@@ -536,25 +392,10 @@ def _parse_sec_ctx(exttype: int, ext: memoryview) -> SecCtx:
     # af_key.c verify_sec_ctx_len: at most a page, and exactly the padded length.
     _, _, alg, doi, ctx_len = _SEC_CTX.unpack_from(ext)
     if ctx_len > k.SEC_CTX_MAX:
-        raise _einval("security context longer than a page")
+        raise einval("security context longer than a page")
     if len(ext) != align8(_SEC_CTX.size + ctx_len):
-        raise _einval("security context length does not match the extension")
+        raise einval("security context length does not match the extension")
     return SecCtx(alg, doi, bytes(ext[_SEC_CTX.size : _SEC_CTX.size + ctx_len]))
-
-
-def _parse_kmaddress(exttype: int, ext: memoryview) -> KmAddress:
-    _, _, reserved = _KMADDRESS.unpack_from(ext)
-    local, remote = _parse_sockaddr_pair(ext[_KMADDRESS.size :])
-    return KmAddress(local, remote, reserved)
-
-
-def _parse_filter(exttype: int, ext: memoryview) -> Filter:
-    _, _, saddr, daddr, family, splen, dplen = _FILTER.unpack_from(ext)
-    if family == k.AF_INET:  # an xfrm_address_t holds an IPv4 address in its first word
-        return Filter(IPv4Address(saddr[:4]), IPv4Address(daddr[:4]), splen, dplen)
-    if family == k.AF_INET6:
-        return Filter(IPv6Address(saddr), IPv6Address(daddr), splen, dplen)
-    raise _einval(f"filter family {family} not supported")  # stricter than Linux
 
 
 _Parser: TypeAlias = Callable[[int, memoryview], Extension]
@@ -565,9 +406,9 @@ _TABLE: Final[dict[int, tuple[_Parser, int]]] = {
     k.SADB_EXT_LIFETIME_CURRENT: (_parse_lifetime, _LIFETIME.size),
     k.SADB_EXT_LIFETIME_HARD: (_parse_lifetime, _LIFETIME.size),
     k.SADB_EXT_LIFETIME_SOFT: (_parse_lifetime, _LIFETIME.size),
-    k.SADB_EXT_ADDRESS_SRC: (_parse_address, _ADDRESS.size),
-    k.SADB_EXT_ADDRESS_DST: (_parse_address, _ADDRESS.size),
-    k.SADB_EXT_ADDRESS_PROXY: (_parse_address, _ADDRESS.size),
+    k.SADB_EXT_ADDRESS_SRC: (parse_address, ADDRESS.size),
+    k.SADB_EXT_ADDRESS_DST: (parse_address, ADDRESS.size),
+    k.SADB_EXT_ADDRESS_PROXY: (parse_address, ADDRESS.size),
     k.SADB_EXT_KEY_AUTH: (_parse_key, _KEY.size),
     k.SADB_EXT_KEY_ENCRYPT: (_parse_key, _KEY.size),
     k.SADB_EXT_IDENTITY_SRC: (_parse_identity, _IDENT.size),
@@ -578,15 +419,15 @@ _TABLE: Final[dict[int, tuple[_Parser, int]]] = {
     k.SADB_EXT_SUPPORTED_ENCRYPT: (_parse_supported, _SUPPORTED.size),
     k.SADB_EXT_SPIRANGE: (_parse_spirange, _SPIRANGE.size),
     k.SADB_X_EXT_KMPRIVATE: (_parse_kmprivate, _KMPRIVATE.size),
-    k.SADB_X_EXT_POLICY: (_parse_policy, _POLICY.size),
+    k.SADB_X_EXT_POLICY: (parse_policy, POLICY.size),
     k.SADB_X_EXT_SA2: (_parse_sa2, _SA2.size),
     k.SADB_X_EXT_NAT_T_TYPE: (_parse_nat_t_type, _NAT_T_TYPE.size),
     k.SADB_X_EXT_NAT_T_SPORT: (_parse_nat_t_port, _NAT_T_PORT.size),
     k.SADB_X_EXT_NAT_T_DPORT: (_parse_nat_t_port, _NAT_T_PORT.size),
-    k.SADB_X_EXT_NAT_T_OA: (_parse_address, _ADDRESS.size),
+    k.SADB_X_EXT_NAT_T_OA: (parse_address, ADDRESS.size),
     k.SADB_X_EXT_SEC_CTX: (_parse_sec_ctx, _SEC_CTX.size),
-    k.SADB_X_EXT_KMADDRESS: (_parse_kmaddress, _KMADDRESS.size),
-    k.SADB_X_EXT_FILTER: (_parse_filter, _FILTER.size),
+    k.SADB_X_EXT_KMADDRESS: (parse_kmaddress, KMADDRESS.size),
+    k.SADB_X_EXT_FILTER: (parse_filter, FILTER.size),
 }
 MIN_LEN: Final = {t: size for t, (_, size) in _TABLE.items()}
 
@@ -616,36 +457,27 @@ def parse_extension(exttype: int, ext: memoryview, *, strict: bool = True) -> Ex
     type is an error when ``strict`` and an ``UnknownExtension`` otherwise.
     """
     if exttype == 0:
-        raise _einval("reserved extension type 0")
+        raise einval("reserved extension type 0")
     if exttype > k.SADB_EXT_MAX:
         if strict:  # Linux skips these; a codec that cannot name them refuses them
-            raise _einval(f"unknown extension type {exttype}")
-        return UnknownExtension(exttype, bytes(ext[_EXT_HDR.size :]))
+            raise einval(f"unknown extension type {exttype}")
+        return UnknownExtension(exttype, bytes(ext[EXT_HDR.size :]))
     if len(ext) < MIN_LEN[exttype]:
-        raise _einval(f"extension {exttype} shorter than its structure")
+        raise einval(f"extension {exttype} shorter than its structure")
     fixed = FIXED_LEN.get(exttype)
     if strict and fixed is not None and len(ext) != fixed:
-        raise _einval(f"extension {exttype} longer than its structure")
+        raise einval(f"extension {exttype} longer than its structure")
     return _TABLE[exttype][0](exttype, ext)
 
 
 # --- builders ----------------------------------------------------------------------
 
 
-def _words(n: int) -> int:
-    return n // 8
-
-
-def _check_type(exttype: int, allowed: frozenset[int], what: str) -> None:
-    if exttype not in allowed:
-        raise ConfigError(f"extension type {exttype} is not a {what} extension")
-
-
 def _build_sa(e: Sa) -> bytes:
     return _SA.pack(
-        _words(_SA.size),
+        words(_SA.size),
         e.exttype,
-        _BE32.pack(e.spi),
+        BE32.pack(e.spi),
         e.replay,
         e.state,
         e.auth,
@@ -655,130 +487,91 @@ def _build_sa(e: Sa) -> bytes:
 
 
 def _build_lifetime(e: Lifetime) -> bytes:
-    _check_type(e.exttype, LIFETIME_TYPES, "lifetime")
+    check_type(e.exttype, LIFETIME_TYPES, "lifetime")
     return _LIFETIME.pack(
-        _words(_LIFETIME.size), e.exttype, e.allocations, e.nbytes, e.addtime, e.usetime
+        words(_LIFETIME.size), e.exttype, e.allocations, e.nbytes, e.addtime, e.usetime
     )
 
 
-def _build_address(e: Address) -> bytes:
-    _check_type(e.exttype, ADDRESS_TYPES, "address")
-    sa = _build_sockaddr(e.sockaddr)
-    if not 0 <= e.prefixlen <= e.addr.max_prefixlen:
-        raise ConfigError(f"prefix length {e.prefixlen} out of range for {e.addr}")
-    size = align8(_ADDRESS.size + len(sa))
-    return _pad8(_ADDRESS.pack(_words(size), e.exttype, e.proto, e.prefixlen) + sa)
-
-
 def _build_key(e: Key) -> bytes:
-    _check_type(e.exttype, KEY_TYPES, "key")
+    check_type(e.exttype, KEY_TYPES, "key")
     if (e.bits + 7) // 8 != len(e.key):
         raise ConfigError("key bits do not match the key length")
     size = align8(_KEY.size + len(e.key))
-    return _pad8(_KEY.pack(_words(size), e.exttype, e.bits) + e.key)
+    return pad8(_KEY.pack(words(size), e.exttype, e.bits) + e.key)
 
 
 def _build_identity(e: Identity) -> bytes:
-    _check_type(e.exttype, IDENTITY_TYPES, "identity")
+    check_type(e.exttype, IDENTITY_TYPES, "identity")
     if 0 in e.ident:
         raise ConfigError("an identity string cannot hold a NUL byte")
-    text = _pad8(e.ident + b"\0") if e.ident else b""
+    text = pad8(e.ident + b"\0") if e.ident else b""
     size = _IDENT.size + len(text)
-    return _IDENT.pack(_words(size), e.exttype, e.ident_type, e.ident_id) + text
+    return _IDENT.pack(words(size), e.exttype, e.ident_type, e.ident_id) + text
 
 
 def _build_sensitivity(e: Sensitivity) -> bytes:
     ns, ni = len(e.sens_bitmap), len(e.integ_bitmap)
     size = _SENS.size + 8 * (ns + ni)
-    head = _SENS.pack(_words(size), e.exttype, e.dpd, e.sens_level, ns, e.integ_level, ni)
+    head = _SENS.pack(words(size), e.exttype, e.dpd, e.sens_level, ns, e.integ_level, ni)
     return head + struct.pack(f"={ns + ni}Q", *e.sens_bitmap, *e.integ_bitmap)
 
 
 def _build_proposal(e: Proposal) -> bytes:
     size = _PROP.size + _COMB.size * len(e.combs)
-    parts = [_PROP.pack(_words(size), e.exttype, e.replay)]
+    parts = [_PROP.pack(words(size), e.exttype, e.replay)]
     parts += [_COMB.pack(*astuple(comb)) for comb in e.combs]
     return b"".join(parts)
 
 
 def _build_supported(e: Supported) -> bytes:
-    _check_type(e.exttype, SUPPORTED_TYPES, "supported")
+    check_type(e.exttype, SUPPORTED_TYPES, "supported")
     size = _SUPPORTED.size + _ALG.size * len(e.algs)
-    parts = [_SUPPORTED.pack(_words(size), e.exttype)]
+    parts = [_SUPPORTED.pack(words(size), e.exttype)]
     parts += [_ALG.pack(a.alg_id, a.ivlen, a.minbits, a.maxbits) for a in e.algs]
     return b"".join(parts)
 
 
 def _build_spirange(e: SpiRange) -> bytes:
-    return _SPIRANGE.pack(_words(_SPIRANGE.size), e.exttype, e.spi_min, e.spi_max)
+    return _SPIRANGE.pack(words(_SPIRANGE.size), e.exttype, e.spi_min, e.spi_max)
 
 
 def _build_kmprivate(e: KmPrivate) -> bytes:
     if len(e.data) % 8:
         raise ConfigError("X_KMPRIVATE data must be a multiple of 8 bytes")
-    return _KMPRIVATE.pack(_words(_KMPRIVATE.size + len(e.data)), e.exttype) + e.data
+    return _KMPRIVATE.pack(words(_KMPRIVATE.size + len(e.data)), e.exttype) + e.data
 
 
 def _build_sa2(e: Sa2) -> bytes:
-    return _SA2.pack(_words(_SA2.size), e.exttype, e.mode, e.sequence, e.reqid)
-
-
-def _build_request(r: IpsecRequest) -> bytes:
-    if (r.src is None) != (r.dst is None):
-        raise ConfigError("an ipsecrequest carries both endpoints or neither")
-    pair = b"" if r.src is None or r.dst is None else _build_sockaddr_pair(r.src, r.dst)
-    size = _IPSECREQ.size + len(pair)
-    return _IPSECREQ.pack(size, r.proto, r.mode, r.level, r.reqid) + pair
-
-
-def _build_policy(e: Policy) -> bytes:
-    reqs = b"".join(_build_request(r) for r in e.requests)
-    size = _POLICY.size + len(reqs)
-    head = _POLICY.pack(
-        _words(size), e.exttype, e.policy_type, e.direction, e.policy_id, e.priority
-    )
-    return head + reqs
+    return _SA2.pack(words(_SA2.size), e.exttype, e.mode, e.sequence, e.reqid)
 
 
 def _build_nat_t_type(e: NatTType) -> bytes:
-    return _NAT_T_TYPE.pack(_words(_NAT_T_TYPE.size), e.exttype, e.encap_type)
+    return _NAT_T_TYPE.pack(words(_NAT_T_TYPE.size), e.exttype, e.encap_type)
 
 
 def _build_nat_t_port(e: NatTPort) -> bytes:
-    _check_type(e.exttype, NAT_T_PORT_TYPES, "NAT-T port")
-    return _NAT_T_PORT.pack(_words(_NAT_T_PORT.size), e.exttype, _BE16.pack(e.port))
+    check_type(e.exttype, NAT_T_PORT_TYPES, "NAT-T port")
+    return _NAT_T_PORT.pack(words(_NAT_T_PORT.size), e.exttype, BE16.pack(e.port))
 
 
 def _build_sec_ctx(e: SecCtx) -> bytes:
     if len(e.ctx) > k.SEC_CTX_MAX:
         raise ConfigError("security context longer than a page")
     size = align8(_SEC_CTX.size + len(e.ctx))
-    return _pad8(_SEC_CTX.pack(_words(size), e.exttype, e.alg, e.doi, len(e.ctx)) + e.ctx)
-
-
-def _build_kmaddress(e: KmAddress) -> bytes:
-    pair = _build_sockaddr_pair(e.local, e.remote)
-    size = _KMADDRESS.size + len(pair)
-    return _KMADDRESS.pack(_words(size), e.exttype, e.reserved) + pair
-
-
-def _build_filter(e: Filter) -> bytes:
-    if type(e.saddr) is not type(e.daddr) or not isinstance(e.saddr, IPv4Address | IPv6Address):
-        raise ConfigError("a filter needs two addresses of one family")
-    saddr, daddr = e.saddr.packed.ljust(16, b"\0"), e.daddr.packed.ljust(16, b"\0")
-    return _FILTER.pack(_words(_FILTER.size), e.exttype, saddr, daddr, e.family, e.splen, e.dplen)
+    return pad8(_SEC_CTX.pack(words(size), e.exttype, e.alg, e.doi, len(e.ctx)) + e.ctx)
 
 
 def _build_unknown(e: UnknownExtension) -> bytes:
-    if e.exttype <= k.SADB_EXT_MAX or (_EXT_HDR.size + len(e.data)) % 8:
+    if e.exttype <= k.SADB_EXT_MAX or (EXT_HDR.size + len(e.data)) % 8:
         raise ConfigError("an unknown extension has a type > SADB_EXT_MAX and 8-byte size")
-    return _EXT_HDR.pack(_words(_EXT_HDR.size + len(e.data)), e.exttype) + e.data
+    return EXT_HDR.pack(words(EXT_HDR.size + len(e.data)), e.exttype) + e.data
 
 
 _BUILDERS: Final[dict[type, Callable[..., bytes]]] = {
     Sa: _build_sa,
     Lifetime: _build_lifetime,
-    Address: _build_address,
+    Address: build_address,
     Key: _build_key,
     Identity: _build_identity,
     Sensitivity: _build_sensitivity,
@@ -787,12 +580,12 @@ _BUILDERS: Final[dict[type, Callable[..., bytes]]] = {
     SpiRange: _build_spirange,
     KmPrivate: _build_kmprivate,
     Sa2: _build_sa2,
-    Policy: _build_policy,
+    Policy: build_policy,
     NatTType: _build_nat_t_type,
     NatTPort: _build_nat_t_port,
     SecCtx: _build_sec_ctx,
-    KmAddress: _build_kmaddress,
-    Filter: _build_filter,
+    KmAddress: build_kmaddress,
+    Filter: build_filter,
     UnknownExtension: _build_unknown,
 }
 
