@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyipsec.errors import PyipsecError
+from pyipsec.errors import ConfigError, PyipsecError
 
 if TYPE_CHECKING:
     from pyipsec.engine.processor import Engine
@@ -89,6 +89,17 @@ def _daemon(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("--config", metavar="FILE", type=Path, help="swanctl.conf-style file")
     parser.add_argument("--tun", default="pyipsec0", metavar="NAME", help="TUN device name")
     parser.add_argument(
+        "--data-plane",
+        choices=["embedded", "kernel"],
+        default="embedded",
+        help="the embedded engine on a TUN, or the Linux kernel's xfrm (default: embedded)",
+    )
+    parser.add_argument(
+        "--remove-on-exit",
+        action="store_true",
+        help="kernel data plane: on exit, remove the SAs/policies installed through the daemon",
+    )
+    parser.add_argument(
         "--foreground", action="store_true", help="stay attached (default: detach when ready)"
     )
     parser.add_argument(
@@ -104,10 +115,17 @@ def _daemon(parser: argparse.ArgumentParser) -> Runner:
 def run_daemon(args: argparse.Namespace, engine: Engine | None = None) -> int:
     """Run the daemon; ``engine`` lets a launcher pre-load SAs and policies."""
     from pyipsec.io.daemon import Daemon, DaemonOptions
+    from pyipsec.io.kernel_daemon import KernelDaemon
 
     setup_logging(args.log)
     options = DaemonOptions(run_dir=run_dir(args), tun=args.tun, config=args.config)
-    daemon = Daemon(options, engine)
+    daemon: Daemon | KernelDaemon
+    if getattr(args, "data_plane", "embedded") == "kernel":
+        if engine is not None:
+            raise ConfigError("a pre-loaded engine needs --data-plane embedded")
+        daemon = KernelDaemon(options, remove_on_exit=getattr(args, "remove_on_exit", False))
+    else:
+        daemon = Daemon(options, engine)
     if args.foreground:
         daemon.run()
         return 0
@@ -178,10 +196,10 @@ def format_status(doc: dict[str, Any]) -> str:
     lines: list[str] = []
     daemon = doc.get("daemon") or {}
     if daemon:
-        lines.append(
-            f"daemon pid {daemon.get('pid')}, up {_secs(daemon.get('uptime'))}, "
-            f"tun {daemon.get('tun')} mtu {daemon.get('tun_mtu')}"
-        )
+        plane = f"tun {daemon.get('tun')} mtu {daemon.get('tun_mtu')}"
+        if daemon.get("data_plane") == "kernel":
+            plane = "data plane kernel"
+        lines.append(f"daemon pid {daemon.get('pid')}, up {_secs(daemon.get('uptime'))}, {plane}")
     sas = doc.get("sas", [])
     lines.append(f"Security Associations ({len(sas)}):")
     for sa in sas:
