@@ -90,7 +90,10 @@ def test_refused_command_is_reported_by_line(daemon: Any) -> None:
     )
     code, _, err = setkey(run_dir, "-c", stdin=text)
     assert code == 1
-    assert err == "<stdin>:6: File exists\n"
+    assert err == (
+        "<stdin>:6: add esp 0x1000: File exists: an SA with SPI 0x1000 to 192.0.2.2 is "
+        "already installed (use update, or delete it first)\n"
+    )
     assert len(engine.dump_sa()) == 1
 
 
@@ -118,8 +121,43 @@ def test_manual_examples_file_parses(daemon: Any) -> None:
     run_dir, engine = daemon
     code, _, err = setkey(run_dir, "-f", str(DATA / "manual_examples.conf"))
     assert code == 1
-    assert "Function not implemented" in err and "Protocol not supported" in err
+    lines = err.splitlines()
+    # One line per refusal, each naming the place, the command, the errno and the cause.
+    assert all(line.startswith(f"{DATA / 'manual_examples.conf'}:") for line in lines), err
+    causes = {
+        "12": "add esp 0x1e241: Function not implemented: encryption algorithm des-cbc is "
+        "not implemented",
+        "15": "add ah 0x1e240: Protocol not supported: AH SAs are not supported",
+        "22": "get ah 0x1e240: No such process: no ah SA",
+        "28": "spdadd 192.0.2.41/32 192.0.2.33/32 -P out: Invalid argument: ports need an "
+        "upper-layer protocol with ports (tcp, udp, sctp), not any",
+        "31": "add tcp 0x1000: Invalid argument: TCP-MD5 signature SAs (RFC 2385)",
+        "44": "spdadd 0.0.0.0/32 0.0.0.0/32 -P out: Invalid argument: a GRE key",
+    }
+    for line_no, cause in causes.items():
+        assert any(f".conf:{line_no}: {cause}" in line for line in lines), (line_no, err)
     assert len(engine.dump_policy()) >= 3
+
+
+def test_dump_with_ports(daemon: Any, tmp_path: Path) -> None:
+    run_dir, _ = daemon
+    text = (
+        "add 192.0.2.1[4500] 192.0.2.2[4501] esp-udp 0x3000 -m tunnel "
+        "-E aes-cbc 0x00112233445566778899aabbccddeeff "
+        "-A hmac-sha256 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f ;\n"
+        "spdadd 203.0.113.0/24 198.51.100.0/24 any -P in ipsec "
+        "esp/tunnel/192.0.2.2-192.0.2.1/require ;\n"
+    )
+    assert setkey(run_dir, "-c", stdin=GOOD + text) == (0, "", "")
+    code, out, _ = setkey(run_dir, "-D", "-p")
+    assert code == 0
+    assert "192.0.2.1[0] 192.0.2.2[0] \n\tesp mode=tunnel spi=4096" in out
+    assert "192.0.2.1[4500] 192.0.2.2[4501] \n\tesp-udp mode=tunnel spi=12288" in out
+    assert setkey(run_dir, "-D")[1].startswith("192.0.2.1 192.0.2.2 \n\tesp mode=tunnel")
+    code, out, _ = setkey(run_dir, "-D", "-P", "-p")
+    assert code == 0 and "\tesp/tunnel/192.0.2.2[0]-192.0.2.1[0]/require\n" in out
+    assert "\tesp/tunnel/192.0.2.2-192.0.2.1/require\n" in setkey(run_dir, "-D", "-P")[1]
+    assert setkey(run_dir, "-F", "-p")[0:3:2] == (1, "pyipsec setkey: -p goes with -D\n")
 
 
 def test_usage_and_unreachable_daemon(tmp_path: Path) -> None:

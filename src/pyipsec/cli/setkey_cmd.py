@@ -2,7 +2,7 @@
 
     pyipsec setkey [--run-dir DIR] -f FILE     apply a setkey file ("-" for stdin)
     pyipsec setkey -c                          apply commands read from stdin
-    pyipsec setkey -D [-P]                     dump the SAD (the SPD with -P)
+    pyipsec setkey -D [-P] [-p]                dump the SAD (the SPD with -P; ports with -p)
     pyipsec setkey -F [-P]                     flush the SAD (the SPD with -P)
     pyipsec setkey -x                          print PF_KEY messages as they arrive
 
@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("-F", dest="flush", action="store_true", help="flush the SAD")
     mode.add_argument("-x", dest="monitor", action="store_true", help="monitor PF_KEY")
     parser.add_argument("-P", dest="policy", action="store_true", help="the SPD, with -D/-F")
+    parser.add_argument(
+        "-p", dest="ports", action="store_true", help="with -D: show addresses with ports"
+    )
     parser.add_argument("-v", dest="verbose", action="store_true", help="say what is done")
 
 
@@ -149,6 +152,9 @@ def run(
     if args.policy and not (args.dump or args.flush):
         err.write("pyipsec setkey: -P goes with -D or -F\n")
         return 1
+    if getattr(args, "ports", False) and not args.dump:
+        err.write("pyipsec setkey: -p goes with -D\n")
+        return 1
     commands = None
     filename = "<stdin>"
     if args.file or args.stdin:
@@ -182,7 +188,11 @@ def run(
         if commands is not None:
             return _apply(client, commands, filename, args.verbose, out, err)
         if args.dump:
-            out.write(client.spd_text() if args.policy else client.sad_text())
+            ports = bool(getattr(args, "ports", False))
+            if args.policy:
+                out.write(client.spd_text(with_ports=ports))
+            else:
+                out.write(client.sad_text(with_ports=ports))
             return 0
         if args.flush:
             client.flush(spd=args.policy)

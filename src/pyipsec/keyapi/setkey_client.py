@@ -65,6 +65,7 @@ from pyipsec.keyapi.setkey_commands import (
 from pyipsec.keyapi.setkey_commands import (
     IpsecRequest as SetkeyRequest,
 )
+from pyipsec.keyapi.setkey_errors import explain
 from pyipsec.keyapi.setkey_format import PolicyView, SAView, format_policy, format_sa
 
 __all__ = [
@@ -353,6 +354,9 @@ def sa_view(msg: PfkeyMessage) -> SAView:
         ealgo = _ENC_NAMES_DUMP.get(sa.encrypt, str(sa.encrypt))
     sport, dport = msg.nat_t_sport, msg.nat_t_dport
     nat_oa = msg.nat_t_oa
+    # ``-p`` shows ports: the NAT-T ones if the SA has them, else the addresses' own.
+    sport_shown = src.port if sport is None else sport.port
+    dport_shown = dst.port if dport is None else dport.port
     return SAView(
         src=src.addr,
         dst=dst.addr,
@@ -382,8 +386,8 @@ def sa_view(msg: PfkeyMessage) -> SAView:
         hard_allocations=hard.allocations,
         soft_allocations=soft.allocations,
         nat_t=msg.nat_t_type is not None,
-        sport=0 if sport is None else sport.port,
-        dport=0 if dport is None else dport.port,
+        sport=sport_shown,
+        dport=dport_shown,
         nat_oa=None if nat_oa is None else nat_oa.addr,
         sadb_seq=msg.seq,
         pid=msg.pid,
@@ -560,7 +564,7 @@ class SetkeyClient:
                 else:
                     result.output = self._exchange(item)
             except KeyApiError as exc:
-                result.error = os.strerror(exc.errno) if exc.errno else str(exc)
+                result.error = explain(cmd, exc.errno) if exc.errno else str(exc)
             results.append(result)
         return results
 
@@ -593,16 +597,18 @@ class SetkeyClient:
             )
             self.request(PfkeyMessage(k.SADB_DELETE, satype, self._next_seq(), self.pid, 0, exts))
 
-    def sad_text(self, satype: int = k.SADB_SATYPE_UNSPEC) -> str:
-        """``setkey -D``."""
+    def sad_text(self, satype: int = k.SADB_SATYPE_UNSPEC, with_ports: bool = False) -> str:
+        """``setkey -D`` (``-Dp``: addresses with their ports)."""
         msgs = self.dump(k.SADB_DUMP, satype)
         now = self.now()
-        return "".join(format_sa(sa_view(m), now) for m in msgs) or "No SAD entries.\n"
+        text = "".join(format_sa(sa_view(m), now, with_ports=with_ports) for m in msgs)
+        return text or "No SAD entries.\n"
 
-    def spd_text(self) -> str:
-        """``setkey -DP``."""
+    def spd_text(self, with_ports: bool = False) -> str:
+        """``setkey -DP`` (``-DPp``: tunnel endpoints with their ports)."""
         msgs = self.dump(k.SADB_X_SPDDUMP)
-        return "".join(format_policy(policy_view(m)) for m in msgs) or "No SPD entries.\n"
+        text = "".join(format_policy(policy_view(m), with_ports=with_ports) for m in msgs)
+        return text or "No SPD entries.\n"
 
     def flush(self, spd: bool = False) -> None:
         """``setkey -F`` / ``setkey -FP``."""
