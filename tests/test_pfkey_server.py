@@ -263,6 +263,22 @@ def test_add_errors(world: Any) -> None:
     assert b.take() == []  # errors go to the requester only
 
 
+def test_refusal_reason_is_logged_without_keys(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, server, _, (a, *_) = world
+    key = bytes(range(0xA0, 0xAF))  # 15 bytes: no AES key has that length
+    with caplog.at_level("INFO", logger="pyipsec.pfkey"):
+        server.handle(add_msg(0x1002, ekey=key), a)
+    assert a.take()[0].errno == errno.EINVAL
+    # The client only gets EINVAL; the daemon's log says why, without the key.
+    (record,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert record.levelname == "INFO"
+    assert "ADD refused: errno 22" in record.getMessage()
+    assert "120 bits" in record.getMessage()
+    assert key.hex()[:8] not in caplog.text
+
+
 def test_aead_and_chacha_are_accepted(world: Any) -> None:
     engine, server, _, (a, *_) = world
     server.handle(

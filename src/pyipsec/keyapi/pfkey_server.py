@@ -231,7 +231,9 @@ class PfkeyServer:
         return build_message(PfkeyMessage(head[1], head[3], seq, pid, code))
 
     def _error(self, msg: PfkeyMessage, code: int, conn: Peer, why: str) -> None:
-        log.debug("PF_KEY %s refused: errno %d (%s)", k.MESSAGE_NAMES.get(msg.msg_type), code, why)
+        # Info, not debug: the errno is all a client sees, the reason is only here (the
+        # reasons name algorithms and lengths, never key bytes).
+        log.info("PF_KEY %s refused: errno %d (%s)", k.MESSAGE_NAMES.get(msg.msg_type), code, why)
         self._send(build_message(PfkeyMessage.reply_to(msg, errno=code)), _ONE, conn)
 
     def _dispatch(self, msg: PfkeyMessage, conn: Peer, state: ClientState) -> bool:
