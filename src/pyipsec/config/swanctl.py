@@ -6,6 +6,7 @@ to it: ``x509/`` (own certificates), ``x509ca/`` (CA certificates), ``pubkey/``,
 ``private/``, ``rsa/``, ``ecdsa/`` and ``pkcs8/`` (private keys, PEM or DER; encrypted
 ones are opened with the passphrase of the ``secrets.private<suffix>`` (or
 ``rsa``/``ecdsa``/``pkcs8``) section naming the file, as swanctl would otherwise prompt).
+The files themselves are read by ``config.credentials``.
 
 Values follow swanctl's rules: times are integers with an optional ``s``/``m``/``h``/``d``
 suffix; byte and packet counts take ``k``/``m``/``g`` (powers of 1024); booleans are
@@ -34,17 +35,18 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-from pyipsec.config.swanctl_syntax import (
-    Location,
-    Section,
-    SettingsError,
-    load_settings,
-    parse_settings,
+from pyipsec.config.credentials import (
+    SwanctlError,
+    certificate_file,
+    load_certificate,
+    load_directories,
+    load_private_key,
+    load_public_key,
+    public_key_file,
 )
+from pyipsec.config.swanctl_syntax import Location, Section, load_settings, parse_settings
 from pyipsec.ike.connection import (
     AuthConfig,
     Authority,
@@ -60,13 +62,27 @@ from pyipsec.ike.proposals import Proposal, default_proposals, parse_proposals
 from pyipsec.ike.traffic_selectors import TsSpec, parse_ts_list
 from pyipsec.ike.v2.constants import ProtocolId
 
+__all__ = [
+    "ConfigWarning",
+    "SwanctlConfig",
+    "SwanctlError",
+    "build_config",
+    "load_certificate",
+    "load_private_key",
+    "load_public_key",
+    "load_swanctl",
+    "parse_bool",
+    "parse_int",
+    "parse_list",
+    "parse_secret",
+    "parse_size",
+    "parse_swanctl",
+    "parse_time",
+]
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class SwanctlError(SettingsError):
-    """A swanctl.conf value that does not fit its key (file:line in the message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,146 +352,23 @@ class _Reader:
                 self.ctx.warn(sub.location, f"unknown section {prefix}{name} ignored")
 
 
-# -- credentials ---------------------------------------------------------------------------
-
-
-def _credential_path(ctx: _Context, subdir: str, name: str, location: Location) -> Path:
-    path = Path(name)
-    if path.is_absolute():
-        return path
-    if ctx.base_dir is None:
-        raise SwanctlError(location, f"{name!r}: relative credential path without a base dir")
-    return ctx.base_dir / subdir / path
-
-
-def _read(path: Path, location: Location, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SwanctlError(location, f"cannot read {what} {path}: {exc.strerror}") from None
-
-
-def load_certificate(data: bytes) -> x509.Certificate:
-    """A PEM or DER certificate; ValueError if it is neither."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(data)
-    return x509.load_der_x509_certificate(data)
-
-
-def load_public_key(data: bytes) -> PublicKeyTypes:
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return serialization.load_pem_public_key(data)
-    return serialization.load_der_public_key(data)
-
-
-def load_private_key(data: bytes, password: bytes | None) -> PrivateKeyTypes:
-    """A PEM or DER private key (PKCS#1, SEC1 or PKCS#8); TypeError if it needs a password."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return serialization.load_pem_private_key(data, password)
-    return serialization.load_der_private_key(data, password)
+# -- credentials named by a setting (the files: config.credentials) -----------------------
 
 
 def _certs(reader: _Reader, key: str, subdir: str) -> tuple[x509.Certificate, ...]:
-    out = []
-    for name in reader.strings(key):
-        location = reader.location(key)
-        data = _read(_credential_path(reader.ctx, subdir, name, location), location, "certificate")
-        try:
-            out.append(load_certificate(data))
-        except ValueError:
-            raise SwanctlError(
-                location, f"{reader.path}.{key}: {name!r} is no PEM or DER certificate"
-            ) from None
-    return tuple(out)
+    location, setting = reader.location(key), f"{reader.path}.{key}"
+    base_dir = reader.ctx.base_dir
+    return tuple(
+        certificate_file(base_dir, subdir, name, location, setting) for name in reader.strings(key)
+    )
 
 
 def _pubkeys(reader: _Reader) -> tuple[PublicKeyTypes, ...]:
-    out = []
-    for name in reader.strings("pubkeys"):
-        location = reader.location("pubkeys")
-        data = _read(_credential_path(reader.ctx, "pubkey", name, location), location, "pubkey")
-        try:
-            out.append(load_public_key(data))
-        except (ValueError, TypeError):
-            raise SwanctlError(
-                location, f"{reader.path}.pubkeys: {name!r} is no PEM or DER public key"
-            ) from None
-    return tuple(out)
-
-
-_KEY_DIRS: tuple[tuple[SecretKind, type | None], ...] = (
-    ("private", None),
-    ("rsa", rsa.RSAPrivateKey),
-    ("ecdsa", ec.EllipticCurvePrivateKey),
-    ("pkcs8", None),
-)
-
-
-def _dir_files(ctx: _Context, subdir: str) -> list[Path]:
-    if ctx.base_dir is None:
-        return []
-    directory = ctx.base_dir / subdir
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_file())
-
-
-def _load_directories(ctx: _Context) -> tuple[Any, ...]:
-    certs: list[x509.Certificate] = []
-    cacerts: list[x509.Certificate] = []
-    pubkeys: list[PublicKeyTypes] = []
-    keys: list[Secret] = []
-    for subdir, sink in (("x509", certs), ("x509ca", cacerts)):
-        for path in _dir_files(ctx, subdir):
-            try:
-                sink.append(load_certificate(path.read_bytes()))
-            except (OSError, ValueError):
-                ctx.warn(Location(str(path), 0), f"{subdir}/{path.name} skipped: no certificate")
-    for path in _dir_files(ctx, "pubkey"):
-        try:
-            pubkeys.append(load_public_key(path.read_bytes()))
-        except (OSError, ValueError, TypeError):
-            ctx.warn(Location(str(path), 0), f"pubkey/{path.name} skipped: no public key")
-    for kind, key_type in _KEY_DIRS:
-        for path in _dir_files(ctx, kind):
-            secret = _load_key_file(ctx, kind, path, key_type)
-            if secret is not None:
-                keys.append(secret)
-    for subdir in ("x509aa", "x509ac", "x509crl", "x509ocsp", "pkcs12"):
-        for path in _dir_files(ctx, subdir):
-            ctx.warn(Location(str(path), 0), f"{subdir}/ is not supported yet: file ignored")
-    return tuple(certs), tuple(cacerts), tuple(pubkeys), tuple(keys)
-
-
-def _load_key_file(
-    ctx: _Context, kind: SecretKind, path: Path, key_type: type | None
-) -> Secret | None:
-    here = Location(str(path), 0)
-    passphrase = ctx.passphrases.get((kind, path.name))
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        ctx.warn(here, f"{kind}/{path.name} skipped: {exc.strerror}")
-        return None
-    try:
-        key = load_private_key(data, None)
-    except TypeError:
-        if passphrase is None:
-            ctx.warn(here, f"{kind}/{path.name} is encrypted and no secrets.{kind} gives it")
-            return None
-        try:
-            key = load_private_key(data, passphrase[0])
-        except (ValueError, TypeError):
-            # Never echo the passphrase; point at the secret that names the file.
-            raise SwanctlError(
-                passphrase[1], f"wrong passphrase or damaged key for {kind}/{path.name}"
-            ) from None
-    except ValueError:
-        ctx.warn(here, f"{kind}/{path.name} skipped: no private key")
-        return None
-    if key_type is not None and not isinstance(key, key_type):
-        ctx.warn(here, f"{kind}/{path.name} holds a {type(key).__name__}, not a {kind} key")
-    return Secret(kind, path.stem, (), b"", path.name, key)
+    location, setting = reader.location("pubkeys"), f"{reader.path}.pubkeys"
+    base_dir = reader.ctx.base_dir
+    return tuple(
+        public_key_file(base_dir, name, location, setting) for name in reader.strings("pubkeys")
+    )
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -788,7 +681,7 @@ def build_config(root: Section, base_dir: str | os.PathLike[str] | None) -> Swan
     top = _Reader(root, "", ctx)
     secrets_section = root.section("secrets")
     secrets = _secrets(secrets_section, ctx) if secrets_section is not None else []
-    certs, cacerts, pubkeys, keys = _load_directories(ctx)
+    found = load_directories(ctx.base_dir, ctx.passphrases, ctx.warn)
     pools_section = root.section("pools")
     pools = _pools(pools_section, ctx) if pools_section is not None else []
     connections_section = root.section("connections")
@@ -804,12 +697,12 @@ def build_config(root: Section, base_dir: str | os.PathLike[str] | None) -> Swan
     top.finish(lambda name: name in ("connections", "secrets", "pools", "authorities"))
     return SwanctlConfig(
         connections=tuple(connections),
-        secrets=(*secrets, *keys),
+        secrets=(*secrets, *found.private_keys),
         pools=tuple(pools),
         authorities=tuple(authorities),
-        certificates=certs,
-        ca_certificates=cacerts,
-        public_keys=pubkeys,
+        certificates=found.certificates,
+        ca_certificates=found.ca_certificates,
+        public_keys=found.public_keys,
         warnings=tuple(ctx.warnings),
     )
 
