@@ -42,6 +42,13 @@ IPV6_PKTINFO = 50
 SO_MARK = 36
 SOL_UDP = 17
 UDP_SEGMENT = 103  # udp(7): per-datagram GSO size, Linux 4.18+
+UDP_GRO = 104  # udp(7): receive coalesced datagrams of one flow, Linux 5.0+
+SO_SNDBUFFORCE = 32  # socket(7): as SO_SNDBUF, above net.core.wmem_max (CAP_NET_ADMIN)
+SO_RCVBUFFORCE = 33
+# Socket buffers for the data path. The defaults (about 200 KiB) hold some 150 full-size
+# datagrams: a burst from a GSO sender, or a pause of the loop while it encrypts a batch,
+# overflows them and the drop costs a TCP retransmission on the inner flow.
+SOCKET_BUFFER = 4 << 20
 # Kernel limits for one UDP GSO send: UDP_MAX_SEGMENTS (64 before Linux 6.9) and the
 # 16-bit IP total length (65535 minus the IPv4 and UDP headers, and some margin).
 GSO_MAX_SEGMENTS = 64
@@ -53,6 +60,8 @@ _IN_PKTINFO = struct.Struct("@i4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("@16sI")  # addr, ifindex
 _ANC_SPACE = socket.CMSG_SPACE(_IN6_PKTINFO.size)
 _U16 = struct.Struct("=H")
+_INT = struct.Struct("=i")
+_ANC_SPACE_GRO = _ANC_SPACE + socket.CMSG_SPACE(_INT.size)
 
 # What a receive function yields per datagram: (data, src, dst, sport, dport) with
 # packed addresses; ports are 0 for raw ESP.
@@ -103,6 +112,55 @@ def recv_with_pktinfo(sock: socket.socket, limit: int = BATCH) -> list[Datagram]
     return out
 
 
+def recv_udp_gro(sock: socket.socket, limit: int = BATCH) -> list[Datagram]:
+    """UDP with ``UDP_GRO`` on: one ``recvmsg`` may return several datagrams of one peer
+    glued together, all of the size the ``UDP_GRO`` cmsg gives but the last (which may be
+    shorter), as a UDP GSO sender sent them; each is yielded on its own. ``limit`` counts
+    ``recvmsg`` calls, not datagrams."""
+    out: list[Datagram] = []
+    family = sock.family
+    pton = socket.inet_pton
+    recvmsg = sock.recvmsg
+    append = out.append
+    try:
+        for _ in range(limit):
+            data, anc, _flags, addr = recvmsg(RECV_SIZE, _ANC_SPACE_GRO)
+            dst = b""
+            size = 0
+            for level, kind, cdata in anc:
+                if level == SOL_UDP:
+                    if kind == UDP_GRO and len(cdata) >= _INT.size:
+                        size = _INT.unpack_from(cdata)[0]
+                elif level == socket.IPPROTO_IP:
+                    if kind == IP_PKTINFO and len(cdata) >= _IN_PKTINFO.size:
+                        dst = cdata[8:12]  # in_pktinfo.ipi_addr: the header's destination
+                elif kind == IPV6_PKTINFO and len(cdata) >= _IN6_PKTINFO.size:
+                    dst = cdata[:16]
+            if not dst:
+                continue  # no pktinfo: cannot tell which SA; never expected
+            src = pton(family, addr[0])
+            sport = addr[1]
+            n = len(data)
+            if 0 < size < n:
+                for i in range(0, n, size):
+                    append((data[i : i + size], src, dst, sport, 0))
+            else:
+                append((data, src, dst, sport, 0))
+    except (BlockingIOError, InterruptedError):
+        pass
+    return out
+
+
+def _set_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
+    """Ask for a ``size``-byte socket buffer: forced past the sysctl limit as root, else
+    as large as ``net.core.[rw]mem_max`` allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
 def _pktinfo_cmsg(src: str) -> list[tuple[int, int, bytes]]:
     """Ancillary data that makes the kernel send from ``src`` (RFC 3542 §6.1, ip(7))."""
     if ":" in src:
@@ -123,6 +181,8 @@ class NetworkSockets:
         self._routes: dict[tuple[str, str, tuple[int, int] | None], _SendPath] = {}
         # UDP GSO for bursts of ESP-in-UDP to one peer; off after the kernel refuses it.
         self.gso = True
+        # UDP GRO on the receiving side, where the kernel has it (set in ``_open``).
+        self.gro = False
         try:
             self._open(ipv6)
         except BaseException:
@@ -144,6 +204,16 @@ class NetworkSockets:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if proto != socket.IPPROTO_RAW:
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        if proto != socket.IPPROTO_RAW:
+            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, SOCKET_BUFFER)
+            _set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SOCKET_BUFFER)
+        if kind == socket.SOCK_DGRAM:
+            try:
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+            except OSError:
+                pass  # kernel before 5.0: one datagram per recvmsg
+            else:
+                self.gro = True
         return sock
 
     def _open(self, ipv6: bool) -> None:
@@ -242,8 +312,10 @@ class NetworkSockets:
         for name, sock in self.sockets.items():
             if name == "esp4":
                 out.append((sock, recv_esp4, False))
-            elif name in ("esp6", "udp4", "udp6"):
-                out.append((sock, recv_with_pktinfo, name.startswith("udp")))
+            elif name == "esp6":
+                out.append((sock, recv_with_pktinfo, False))
+            elif name in ("udp4", "udp6"):
+                out.append((sock, recv_udp_gro if self.gro else recv_with_pktinfo, True))
         return out
 
 
