@@ -273,6 +273,29 @@ def test_changes_made_by_others_are_broadcast_to_pfkey_clients(kd: KernelDaemon)
     assert deleted.policy is not None and deleted.policy.policy_id == added.policy.policy_id
 
 
+def test_xfrm_monitor_through_the_daemon_sees_the_kernels_changes(kd: KernelDaemon) -> None:
+    monitor = subprocess.Popen(
+        [*PYIPSEC, "xfrm", "--run-dir", str(kd.run_dir), "--count", "1", "policy", "monitor"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The monitor subscribes on its own time: change the kernel until it has seen one.
+        deadline = time.monotonic() + 15
+        while monitor.poll() is None and time.monotonic() < deadline:
+            kd.ip("xfrm policy add src 198.51.100.6/32 dst 203.0.113.6/32 dir out action block")
+            kd.ip("xfrm policy delete src 198.51.100.6/32 dst 203.0.113.6/32 dir out")
+            time.sleep(0.2)
+        out, err = monitor.communicate(timeout=5)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+            monitor.wait()
+    assert monitor.returncode == 0, err
+    assert "src 198.51.100.6/32 dst 203.0.113.6/32" in out
+
+
 def test_status_reads_the_kernel(kd: KernelDaemon) -> None:
     done = kd.pyipsec("status", "--json")
     assert done.returncode == 0, done.stderr
