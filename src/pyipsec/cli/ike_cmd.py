@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from pyipsec.cli.main import STATUS_SECTIONS, Runner, run_dir, subcommand
-from pyipsec.errors import PyipsecError
+from pyipsec.errors import ConfigError, PyipsecError
 
 POLL = 0.1
 
@@ -23,7 +23,11 @@ POLL = 0.1
 def _control(args: argparse.Namespace, doc: dict[str, Any]) -> Any:
     from pyipsec.io.control import request
 
-    return request(run_dir(args) / "control.sock", doc)
+    sock = run_dir(args) / "control.sock"
+    try:
+        return request(sock, doc)
+    except FileNotFoundError:
+        raise ConfigError(f"no daemon at {sock}") from None
 
 
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
