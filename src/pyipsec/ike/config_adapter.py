@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -94,6 +95,14 @@ class EngineConnection:
     @property
     def send_certreq(self) -> bool:
         return self.source.send_certreq
+
+    @property
+    def vips(self) -> tuple[IPv4Address | IPv6Address, ...]:
+        return self.source.vips
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return self.source.pools
 
     def child(self, name: str) -> ChildConfig | None:
         return next((c for c in self.children if c.name == name), None)

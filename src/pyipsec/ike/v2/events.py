@@ -68,4 +68,36 @@ class ChildSaDeleted:
     reason: str  # "deleted" | "peer-deleted" | "ike-deleted"
 
 
-Event = IkeSaEstablished | IkeSaDeleted | ChildSaInstalled | ChildSaFailed | ChildSaDeleted
+@dataclass(frozen=True, slots=True)
+class VirtualIpAssigned:
+    """A virtual IP in use (RFC 7296 §2.19): ``peer`` False: ours, given by the peer (io/
+    installs it); True: one of our pools' addresses leased to ``identity``."""
+
+    name: str
+    spi_i: bytes
+    address: str
+    peer: bool
+    identity: str
+    dns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualIpReleased:
+    """The IKE SA that used a virtual IP is gone (``peer`` as in ``VirtualIpAssigned``)."""
+
+    name: str
+    spi_i: bytes
+    address: str
+    peer: bool
+    identity: str
+
+
+Event = (
+    IkeSaEstablished
+    | IkeSaDeleted
+    | ChildSaInstalled
+    | ChildSaFailed
+    | ChildSaDeleted
+    | VirtualIpAssigned
+    | VirtualIpReleased
+)

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from pyipsec.crypto.prf import Prf, prf_by_id
@@ -258,6 +259,9 @@ class IkeSa:
         self.remote_id = ""
         self.initial_contact = False  # the peer said it holds no other IKE SA with us
         self.children: dict[int, ChildSa] = {}  # by inbound SPI
+        # Virtual IPs (§2.19, tasks/config.py): assigned to us, and leased to the peer.
+        self.my_vips: tuple[IPv4Address | IPv6Address, ...] = ()
+        self.peer_vips: tuple[IPv4Address | IPv6Address, ...] = ()
         self.mid_out = 0  # ID of our next request (§2.2)
         self.mid_in = 0  # ID of the peer's next request
         self.established_at: float | None = None

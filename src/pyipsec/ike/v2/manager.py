@@ -26,6 +26,7 @@ from pyipsec.engine.backend import KeyManagementBackend
 from pyipsec.engine.events import Acquire, Expire
 from pyipsec.engine.spd import Policy, Selector, Template
 from pyipsec.errors import ConfigError, ParseError
+from pyipsec.ike.pools import PoolSet
 from pyipsec.ike.traffic_selectors import TrafficSelector, resolve
 from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
 from pyipsec.ike.v2.events import Endpoint, Event
@@ -56,6 +57,7 @@ from pyipsec.ike.v2.tasks.child_rekey import (
     install_pending,
     rekey_notify,
 )
+from pyipsec.ike.v2.tasks.config import ConfigTask, release_virtual_ips, wanted_vips
 from pyipsec.ike.v2.tasks.delete import DeleteChild, DeleteIke, Informational
 from pyipsec.ike.v2.tasks.dpd import Dpd
 from pyipsec.ike.v2.tasks.ike_auth import IkeAuth
@@ -99,6 +101,7 @@ class IkeManager:
         self._half_open: dict[tuple[bytes, str, int], TaskManager] = {}
         self._created: dict[bytes, float] = {}  # responder SAs not yet authenticated
         self.cookies = CookieJar()
+        self.pools = PoolSet()  # virtual IPs for connections with ``pools`` (§2.19)
         self.dropped = 0
         self._traps: dict[int, tuple[str, str, list[int]]] = {}  # reqid -> conn, child, policies
         self._error_tokens = self.settings.error_rate
@@ -379,6 +382,8 @@ class IkeManager:
                     "proposal": str(sa.proposal) if sa.proposal is not None else "",
                     "nat_local": sa.nat_local,
                     "nat_remote": sa.nat_remote,
+                    "local_vips": [str(a) for a in sa.my_vips],
+                    "remote_vips": [str(a) for a in sa.peer_vips],
                     "established_at": sa.established_at,
                     "tasks": [t.name for t in (*tm.active, *tm.queued)],
                     "children": [
@@ -450,6 +455,8 @@ class IkeManager:
         reqid: int = 0,
     ) -> list[Task]:
         tasks: list[Task] = [IkeInit(sa, True), IkeAuth(sa, True)]
+        if wanted_vips(sa):
+            tasks.append(ConfigTask(sa, True))  # CP(CFG_REQUEST) before the CHILD SA
         config = sa.config
         if config is not None and config.children:
             first = _child_config(config, child)
@@ -464,7 +471,9 @@ class IkeManager:
         if exchange == ExchangeType.IKE_SA_INIT and state is IkeSaState.CREATED:
             return [IkeInit(sa, False)]
         if exchange == ExchangeType.IKE_AUTH and state is IkeSaState.CONNECTING:
-            return [IkeAuth(sa, False), ChildCreate(sa, False, in_ike_auth=True)]
+            child = ChildCreate(sa, False, in_ike_auth=True)
+            # The CP task assigns the virtual IP before the CHILD SA narrows to it.
+            return [IkeAuth(sa, False), ConfigTask(sa, False, self.pools, child), child]
         if exchange == ExchangeType.CREATE_CHILD_SA and state is IkeSaState.ESTABLISHED:
             rekey = rekey_notify(payloads) is not None
             tm = self._sas[sa.my_spi]
@@ -532,6 +541,7 @@ class IkeManager:
             if old is not sa and old.remote_id == sa.remote_id and old.name == sa.name:
                 old.destroy("replaced")
                 del self._sas[spi]
+                release_virtual_ips(old, self.pools, ())
 
     def _cookie_ok(self, message: IkeMessage, remote: Endpoint) -> bool:
         first = message.payloads[0] if message.payloads else None
@@ -589,6 +599,7 @@ class IkeManager:
             return
         if self._sas.get(sa.my_spi) is tm:
             del self._sas[sa.my_spi]
+        release_virtual_ips(sa, self.pools, (other.sa for other in self._sas.values()))
         self._created.pop(sa.my_spi, None)
         for key, other in list(self._half_open.items()):
             if other is tm:

@@ -34,7 +34,6 @@ from pyipsec.ike.traffic_selectors import (
     TrafficSelector,
     is_narrowed_from,
     narrow,
-    resolve,
 )
 from pyipsec.ike.v2 import keymat, payloads
 from pyipsec.ike.v2.constants import ExchangeType, NotifyType, ProtocolId
@@ -50,6 +49,7 @@ from pyipsec.ike.v2.payloads import (
     TsPayload,
 )
 from pyipsec.ike.v2.task_manager import Status, Task
+from pyipsec.ike.v2.tasks import config as ike_config
 from pyipsec.ike.v2.tasks import selection
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,9 @@ class ChildCreate(Task):
         return tuple(usable)
 
     def _resolve(self, config: ChildConfigLike) -> tuple[list[TrafficSelector], ...]:
-        local = list(resolve(config.local_ts, [_ip(self.sa.local[0])]))
-        remote = list(resolve(config.remote_ts, [_ip(self.sa.remote[0])]))
+        # ``dynamic`` is an endpoint address, or a virtual IP (tasks/config.py, §2.19).
+        local = ike_config.local_selectors(self.sa, config.local_ts)
+        remote = ike_config.remote_selectors(self.sa, config.remote_ts)
         return local, remote
 
     def _fail(self, notify: int) -> None:
