@@ -10,6 +10,7 @@ test probes first (and on a kernel with ESP, the SA must simply be installed).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -29,13 +31,22 @@ from pyipsec.io.control import request
 from pyipsec.keyapi import pfkey_const as k
 from pyipsec.keyapi.pfkey import PfkeyMessage, build_message, parse_message
 
-pytestmark = [
+pytestmark = [pytest.mark.timeout(120)]
+ROOT = (
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2"),
-    pytest.mark.timeout(120),
-]
+)
 
+
+def root(test: T) -> T:
+    """Marks a test that needs root and iproute2 (namespaces, the kernel's xfrm)."""
+    for mark in ROOT:
+        test = mark(test)
+    return test
+
+
+T = TypeVar("T")
 PYIPSEC = [sys.executable, "-m", "pyipsec.cli.main"]
 KEY_ENC = "0x00112233445566778899aabbccddeeff"
 KEY_AUTH = "0x" + "42" * 32
@@ -145,6 +156,7 @@ def policy_index(kd: KernelDaemon, needle: str) -> int:
 # -- through the daemon into the kernel ---------------------------------------------------------
 
 
+@root
 def test_setkey_spdadd_lands_in_the_kernel_and_dumps_back(kd: KernelDaemon) -> None:
     spd = (
         "spdadd 198.51.100.0/24 203.0.113.0/24 any -P out ipsec "
@@ -161,6 +173,7 @@ def test_setkey_spdadd_lands_in_the_kernel_and_dumps_back(kd: KernelDaemon) -> N
     assert "esp/tunnel/192.0.2.1-192.0.2.2/require" in dump.stdout
 
 
+@root
 def test_xfrm_policy_list_through_the_daemon_is_the_kernels(kd: KernelDaemon) -> None:
     selector = "src 203.0.113.0/24 dst 198.51.100.0/24 proto udp dport 53"
     kd.ip(f"xfrm policy add {selector} dir fwd priority 9 action block")
@@ -188,6 +201,7 @@ def probe_esp(kd: KernelDaemon) -> int:
     return int(kd.ns.run(sys.executable, "-c", code).split()[-1])
 
 
+@root
 def test_esp_add_gets_the_kernels_refusal_as_a_clear_message(kd: KernelDaemon) -> None:
     probe = probe_esp(kd)
     add = (
@@ -222,6 +236,7 @@ def test_esp_add_gets_the_kernels_refusal_as_a_clear_message(kd: KernelDaemon) -
 # -- from the kernel to the clients ------------------------------------------------------------
 
 
+@root
 def test_kernel_acquire_reaches_a_registered_pfkey_client(kd: KernelDaemon) -> None:
     # The flow 203.0.113.77 -> 198.51.100.77 is outside the earlier tests' policies.
     # lo is created with disable_xfrm=1: no policy lookup on loopback routes without this.
@@ -259,6 +274,7 @@ def test_kernel_acquire_reaches_a_registered_pfkey_client(kd: KernelDaemon) -> N
     assert f"ACQUIRE 192.0.2.1 -> 192.0.2.9 (policy {index})" in kd.log_text()
 
 
+@root
 def test_changes_made_by_others_are_broadcast_to_pfkey_clients(kd: KernelDaemon) -> None:
     client = PfkeyClient(kd.run_dir / "pfkey.sock")
     try:
@@ -273,6 +289,7 @@ def test_changes_made_by_others_are_broadcast_to_pfkey_clients(kd: KernelDaemon)
     assert deleted.policy is not None and deleted.policy.policy_id == added.policy.policy_id
 
 
+@root
 def test_xfrm_monitor_through_the_daemon_sees_the_kernels_changes(kd: KernelDaemon) -> None:
     monitor = subprocess.Popen(
         [*PYIPSEC, "xfrm", "--run-dir", str(kd.run_dir), "--count", "1", "policy", "monitor"],
@@ -296,6 +313,7 @@ def test_xfrm_monitor_through_the_daemon_sees_the_kernels_changes(kd: KernelDaem
     assert "src 198.51.100.6/32 dst 203.0.113.6/32" in out
 
 
+@root
 def test_status_reads_the_kernel(kd: KernelDaemon) -> None:
     done = kd.pyipsec("status", "--json")
     assert done.returncode == 0, done.stderr
@@ -317,6 +335,7 @@ def test_status_reads_the_kernel(kd: KernelDaemon) -> None:
 # -- teardown ----------------------------------------------------------------------------------
 
 
+@root
 def test_sigterm_tears_down_and_leaves_the_kernel_alone(tmp_path: Path) -> None:
     with Netns.create("kdt") as ns:
         kd = start(ns, tmp_path)
@@ -330,6 +349,7 @@ def test_sigterm_tears_down_and_leaves_the_kernel_alone(tmp_path: Path) -> None:
         assert "SIGTERM: shutting down" in kd.log_text() and "stopped" in kd.log_text()
 
 
+@root
 def test_remove_on_exit_removes_only_what_went_through_the_daemon(tmp_path: Path) -> None:
     with Netns.create("kdr") as ns:
         kd = start(ns, tmp_path, "--remove-on-exit")
@@ -348,3 +368,49 @@ def test_remove_on_exit_removes_only_what_went_through_the_daemon(tmp_path: Path
         for gone in ("203.0.113.2/32", "203.0.113.3/32", "203.0.113.4/32"):
             assert gone not in left
         assert "removed what this daemon installed: 0 SAs, 2 policies" in kd.log_text()
+
+
+# -- without root: refusals before any socket is opened ----------------------------------------
+
+
+def test_config_is_refused_until_ike_runs_on_the_kernel_data_plane(tmp_path: Path) -> None:
+    from pyipsec.errors import ConfigError
+    from pyipsec.io.daemon import DaemonOptions
+    from pyipsec.io.kernel_daemon import KernelDaemon as Daemon
+
+    daemon = Daemon(DaemonOptions(run_dir=tmp_path / "run", config=tmp_path / "swanctl.conf"))
+    with pytest.raises(ConfigError, match="--data-plane embedded"):
+        daemon.start()
+    assert daemon.kernel is None and daemon.events_sock is None
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_live_pid_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    from pyipsec.errors import ConfigError
+    from pyipsec.io.daemon import DaemonOptions
+    from pyipsec.io.kernel_daemon import KernelDaemon as Daemon
+
+    (tmp_path / "pyipsec.pid").write_text(f"{os.getppid()}\n")  # a live process, not us
+    daemon = Daemon(DaemonOptions(run_dir=tmp_path))
+    with pytest.raises(ConfigError, match=f"pid {os.getppid()}"):
+        daemon.start()
+    assert daemon.kernel is None
+    assert (tmp_path / "pyipsec.pid").read_text() == f"{os.getppid()}\n"
+
+
+def test_cli_refuses_a_preloaded_engine_with_the_kernel_data_plane() -> None:
+    from pyipsec.cli.main import build_parser, run_daemon
+    from pyipsec.engine.processor import Engine
+    from pyipsec.errors import ConfigError
+
+    args = build_parser().parse_args(
+        ["daemon", "--data-plane", "kernel", "--run-dir", "/nonexistent"]
+    )
+    assert args.data_plane == "kernel" and not args.remove_on_exit
+    logger = logging.getLogger("pyipsec")  # run_daemon sets up logging: put it back
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        with pytest.raises(ConfigError, match="embedded"):
+            run_daemon(args, Engine())
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
