@@ -29,6 +29,14 @@ tunnels to keep running). With ``remove_on_exit`` (``--remove-on-exit``) the dae
 removes what was installed *through it* since it started, and only that, as strongSwan
 does for the CHILD_SAs and policies it installed: kernel state added by ``ip xfrm`` or
 present before the daemon started is never touched, and nothing is ever flushed.
+
+Where IKE attaches (``io.ike_service``): ``backend`` (the KeyManagementBackend to key),
+``loop``, ``event_hooks`` (ACQUIRE/EXPIRE from the kernel), ``reload_hooks`` (SIGHUP),
+``close_hooks``, ``control.handler.commands`` (up/down/status), ``after_key_management``.
+What it lacks today is a UDP 4500 socket: here there is no ESP socket to share, so IKE
+must open its own with UDP_ENCAP_ESPINUDP set (the kernel then decapsulates ESP-in-UDP
+itself and passes IKE, behind the non-ESP marker, up; RFC 3948 §2.2), which ``start``
+refuses until that lands.
 """
 
 from __future__ import annotations
