@@ -16,6 +16,12 @@ What this glue does (the manager does everything else):
   traps of those gone.
 - control.sock commands: ``ike-up`` (name, child), ``ike-down`` (name), ``ike-status``,
   ``ike-reload``; ``status`` gains an ``ike`` section.
+- Virtual IPs (RFC 7296 §2.19): ``pools`` of the file go to the manager; an address a
+  peer assigns us goes on the TUN while its IKE SA lives (``io.vip``).
+- NAT keepalives (RFC 3948 §2.3, §4): behind a NAT, a single 0xFF octet on the IKE SA's
+  port-4500 path every ``keepalive_interval`` seconds (20, strongSwan's default;
+  ``PYIPSEC_NAT_KEEPALIVE`` in the daemon's environment changes it), so the NAT keeps
+  the mapping ESP-in-UDP and IKE use.
 
 ``IkeService`` itself only needs a loop (``call_at``/``time``) and a ``Transport``, so
 tests run it over fake ones; ``attach_ike(daemon, path)`` wires the real sockets.
@@ -27,6 +33,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +52,14 @@ from pyipsec.ike.v2.events import (
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
+    VirtualIpAssigned,
+    VirtualIpReleased,
 )
 from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState
 from pyipsec.ike.v2.manager import IKE_PORT, NATT_PORT, IkeManager, ManagerSettings
+from pyipsec.io.routing import IPAddress
 from pyipsec.io.sockets import SO_MARK, recv_with_pktinfo
+from pyipsec.io.vip import VirtualIps
 
 if TYPE_CHECKING:
     from pyipsec.io.daemon import Daemon
@@ -61,6 +72,8 @@ IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 EVENT_HISTORY = 64  # IKE events kept for ``ike-status``
 DPD_TICK = 1.0  # seconds between checks for idle IKE SAs (connections with dpd_delay)
+NAT_KEEPALIVE = 20.0  # RFC 3948 §4: seconds between keepalives (strongSwan's keep_alive)
+KEEPALIVE = b"\xff"  # RFC 3948 §2.3: the NAT-keepalive packet is this one octet
 
 
 class Loop(Protocol):
@@ -77,6 +90,14 @@ class Transport(Protocol):
     def send(self, data: bytes, src: Endpoint, dst: Endpoint) -> None: ...
 
 
+class VirtualIpInstaller(Protocol):
+    """Where our virtual IPs go (``io.vip.VirtualIps``); addresses as text."""
+
+    def add(self, text: str) -> bool: ...
+
+    def remove(self, text: str) -> bool: ...
+
+
 class IkeService:
     """One ``IkeManager`` on a loop and a transport, with a swanctl configuration."""
 
@@ -89,6 +110,9 @@ class IkeService:
         settings: ManagerSettings | None = None,
         after_change: Callable[[], None] = lambda: None,
         source_address: Callable[[str], str | None] = lambda peer: None,
+        virtual_ips: VirtualIpInstaller | None = None,
+        keepalive: Callable[[Endpoint, Endpoint], None] | None = None,
+        keepalive_interval: float = NAT_KEEPALIVE,
     ) -> None:
         self.manager = IkeManager(backend, (), settings)
         self.loop = loop
@@ -103,6 +127,11 @@ class IkeService:
         self._timer: Any = None
         self._timer_at: float | None = None
         self._dpd_timer: Any = None
+        self.virtual_ips = virtual_ips
+        self.keepalive = keepalive  # sends KEEPALIVE from the first endpoint to the second
+        self.keepalive_interval = keepalive_interval
+        self.keepalives_sent = 0
+        self._keepalive_timer: Any = None
 
     # -- configuration ------------------------------------------------------------------
     def load_file(self, path: str | Path) -> None:
@@ -137,6 +166,7 @@ class IkeService:
             self.manager.configs.pop(name, None)
         old = self.connections
         self.connections = new
+        self.manager.pools.update(config.pools)  # unchanged pools keep their leases
         for conn in new.values():
             self.manager.add_config(conn)
         for conn in new.values():
@@ -156,7 +186,31 @@ class IkeService:
                         log.error("%s: not started: %s", conn.name, exc)
         if self._dpd_timer is None and any(c.source.dpd_delay > 0 for c in new.values()):
             self._dpd_timer = self.loop.call_at(now + DPD_TICK, self._dpd_check)
+        if self._keepalive_timer is None and self.keepalive is not None:
+            self._keepalive_timer = self.loop.call_at(
+                now + self.keepalive_interval, self._send_keepalives
+            )
         self.pump()
+
+    def _send_keepalives(self) -> None:
+        """RFC 3948 §4: the side behind a NAT keeps its mapping alive on port 4500."""
+        self._keepalive_timer = None
+        send = self.keepalive
+        if send is None:
+            return
+        now = self.loop.time()
+        for sa in self.manager.ike_sas:
+            if not sa.nat_local or sa.local[1] != NATT_PORT or sa.state is IkeSaState.DESTROYED:
+                continue
+            try:
+                send(sa.local, sa.remote)
+                self.keepalives_sent += 1
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("NAT keepalive %s -> %s: %s", sa.local, sa.remote, exc)
+        self._keepalive_timer = self.loop.call_at(
+            now + self.keepalive_interval, self._send_keepalives
+        )
 
     def _dpd_check(self) -> None:
         """§1.4: an empty INFORMATIONAL to peers we have not heard from for dpd_delay.
@@ -256,6 +310,20 @@ class IkeService:
             "traps": [{"name": n, "child": c, "reqid": r} for (n, c), r in self.traps.items()],
             "events": self.history[-16:],
             "dropped": self.manager.dropped,
+            "keepalives_sent": self.keepalives_sent,
+            "pools": [
+                {
+                    "name": p.name,
+                    "range": f"{p.first}-{p.last}",
+                    "online": p.online,
+                    "offline": p.offline,
+                    "leases": [
+                        {"address": str(x.address), "identity": x.identity, "online": x.online}
+                        for x in p.leases()
+                    ],
+                }
+                for p in self.manager.pools
+            ],
         }
 
     def commands(self) -> dict[str, Callable[[dict[str, Any]], object]]:
@@ -362,8 +430,31 @@ class IkeService:
             log.info("%s/%s: CHILD SA %08x/%08x deleted (%s)", event.ike_name, event.name,
                      event.spi_in, event.spi_out, event.reason)  # fmt: skip
             entry.update(name=event.ike_name, child=event.name, reason=event.reason)
+        elif isinstance(event, VirtualIpAssigned | VirtualIpReleased):
+            self._virtual_ip(event)
+            entry.update(name=event.name, address=event.address, peer=event.peer)
         self.history.append(entry)
         del self.history[:-EVENT_HISTORY]
+
+    def _virtual_ip(self, event: VirtualIpAssigned | VirtualIpReleased) -> None:
+        assigned = isinstance(event, VirtualIpAssigned)
+        if event.peer:
+            log.info("%s: virtual IP %s %s %s", event.name, event.address,
+                     "leased to" if assigned else "released by", event.identity)  # fmt: skip
+            return
+        dns = f", DNS {', '.join(event.dns)}" if isinstance(event, VirtualIpAssigned) else ""
+        log.info("%s: our virtual IP %s %s%s", event.name, event.address,
+                 "assigned" if assigned else "released", dns)  # fmt: skip
+        installer = self.virtual_ips
+        if installer is None:
+            return
+        try:
+            if assigned:
+                installer.add(event.address)
+            else:
+                installer.remove(event.address)
+        except ConfigError as exc:
+            log.error("%s: virtual IP %s: %s", event.name, event.address, exc)
 
     def _restart(self, event: IkeSaDeleted) -> None:
         """``dpd_action = restart``: a peer that stopped answering is initiated again."""
@@ -450,6 +541,13 @@ class UdpTransport:
     def readers(self) -> list[socket.socket]:
         return list(self.sockets.values())
 
+    def send_keepalive(self, src: Endpoint, dst: Endpoint) -> None:
+        """A NAT keepalive (RFC 3948 §2.3) on the port-4500 socket: no non-ESP marker."""
+        sock = self.natt.get("udp6" if ":" in dst[0] else "udp4")
+        if sock is None:
+            raise OSError(errno.EAFNOSUPPORT, "no NAT-T socket")
+        sock.sendmsg([KEEPALIVE], _pktinfo(src[0]), 0, dst)
+
 
 def route_source(mark: int) -> Callable[[str], str | None]:
     """The local address the kernel would send from to ``peer`` (by the marked routes)."""
@@ -481,6 +579,13 @@ def attach_ike(
     mark = daemon.options.mark
     natt = {k: v for k, v in net.sockets.items() if k in ("udp4", "udp6")}
     transport = UdpTransport(mark, natt, natt_port=daemon.options.port, ipv6=daemon.options.ipv6)
+    vips = _virtual_ips(daemon)
+    try:
+        interval = float(os.environ.get("PYIPSEC_NAT_KEEPALIVE", NAT_KEEPALIVE))
+    except ValueError:
+        raise ConfigError("PYIPSEC_NAT_KEEPALIVE must be a number of seconds") from None
+    if not interval > 0:
+        raise ConfigError("PYIPSEC_NAT_KEEPALIVE must be positive")
     service = IkeService(
         daemon.engine,
         daemon.loop,
@@ -488,6 +593,9 @@ def attach_ike(
         settings=settings,
         after_change=daemon.after_key_management,
         source_address=route_source(mark),
+        virtual_ips=vips,
+        keepalive=transport.send_keepalive,
+        keepalive_interval=interval,
     )
     try:
         service.load_file(config)
@@ -514,8 +622,23 @@ def attach_ike(
     daemon.event_hooks.append(service.on_engine_event)
     daemon.reload_hooks.append(service.reload)
     daemon.close_hooks.append(transport.close)
+    if vips is not None:
+        daemon.close_hooks.append(vips.clear)
     _add_commands(daemon, service)
     return service
+
+
+def _virtual_ips(daemon: Daemon) -> VirtualIps | None:
+    """Our virtual IPs go on the TUN; the engine and the route hints learn of them."""
+    if daemon.tun is None:
+        return None
+
+    def changed(addresses: list[IPAddress]) -> None:
+        daemon.engine.set_local_addresses(addresses)
+        if daemon.routes is not None:
+            daemon.routes.set_local_addresses(addresses)
+
+    return VirtualIps(daemon.tun.name, changed=changed)
 
 
 def _add_commands(daemon: Daemon, service: IkeService) -> None:
