@@ -8,7 +8,7 @@ ESN replay state, security contexts) declare their fixed head here; xfrm.py adds
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from pyipsec.keyapi.xfrm_const import XFRM_INF
 from pyipsec.keyapi.xfrm_layout import ZERO_ADDR, Layout
@@ -608,24 +608,45 @@ SPD_HTHRESH: Layout[SpdHthresh] = Layout(
 # -- variable-length structs: a fixed head (declared here) and a tail (see xfrm.py) -----
 
 
-@dataclass(slots=True)
-class Algo:
+class _Keyed(Protocol):
+    _SHOWN: ClassVar[tuple[str, ...]]
+    name: str
+    key: bytes
+    key_len: int
+
+
+class _KeyedAlgo:
+    """What the three algorithm structs share: a key and its length in bits.
+
+    ``key_len`` defaults (-1) to ``8 * len(key)``; the kernel takes a different one as
+    given. The repr shows the name, the bits and ``_SHOWN`` but never the key, so keys
+    cannot reach logs; the dataclasses below are ``repr=False`` so that this one stays.
+    The fields (and slots) are the dataclasses'; ``_Keyed`` tells mypy what they hold.
+    """
+
+    __slots__ = ()
+    _SHOWN: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self: _Keyed) -> None:
+        if self.key_len < 0:
+            self.key_len = 8 * len(self.key)
+
+    def __repr__(self: _Keyed) -> str:
+        extra = "".join(f", {attr}={getattr(self, attr)!r}" for attr in self._SHOWN)
+        return f"{type(self).__name__}(name={self.name!r}, key_len={self.key_len}{extra})"
+
+    @property
+    def bits(self: _Keyed) -> int:
+        return self.key_len
+
+
+@dataclass(slots=True, repr=False)
+class Algo(_KeyedAlgo):
     """XFRMA_ALG_CRYPT / ALG_AUTH / ALG_COMP: a kernel name such as ``cbc(aes)``."""
 
     name: str = ""
     key: bytes = b""
     key_len: int = -1  # in bits; -1 means 8 * len(key)
-
-    def __repr__(self) -> str:  # keys never reach logs
-        return f"Algo(name={self.name!r}, key_len={self.bits})"
-
-    def __post_init__(self) -> None:
-        if self.key_len < 0:
-            self.key_len = 8 * len(self.key)
-
-    @property
-    def bits(self) -> int:
-        return self.key_len
 
 
 # struct xfrm_algo { char alg_name[64]; unsigned int alg_key_len; char alg_key[0]; };
@@ -634,25 +655,15 @@ ALGO_HEAD: Layout[dict[str, Any]] = Layout(
 )  # 68
 
 
-@dataclass(slots=True)
-class AlgoAuth:
+@dataclass(slots=True, repr=False)
+class AlgoAuth(_KeyedAlgo):
     """XFRMA_ALG_AUTH_TRUNC: e.g. ``hmac(sha256)`` with ``trunc_len`` 128 bits."""
 
+    _SHOWN: ClassVar[tuple[str, ...]] = ("trunc_len",)
     name: str = ""
     key: bytes = b""
     trunc_len: int = 0
     key_len: int = -1
-
-    def __repr__(self) -> str:
-        return f"AlgoAuth(name={self.name!r}, key_len={self.bits}, trunc_len={self.trunc_len})"
-
-    def __post_init__(self) -> None:
-        if self.key_len < 0:
-            self.key_len = 8 * len(self.key)
-
-    @property
-    def bits(self) -> int:
-        return self.key_len
 
 
 # struct xfrm_algo_auth { char alg_name[64]; unsigned int alg_key_len;
@@ -662,28 +673,18 @@ ALGO_AUTH_HEAD: Layout[dict[str, Any]] = Layout(
 )
 
 
-@dataclass(slots=True)
-class AlgoAead:
+@dataclass(slots=True, repr=False)
+class AlgoAead(_KeyedAlgo):
     """XFRMA_ALG_AEAD: e.g. ``rfc4106(gcm(aes))`` or ``rfc7539esp(chacha20,poly1305)``.
 
     The key includes the 4-byte salt (RFC 4106 §8.1, RFC 7634 §2); ``icv_len`` in bits.
     """
 
+    _SHOWN: ClassVar[tuple[str, ...]] = ("icv_len",)
     name: str = ""
     key: bytes = b""
     icv_len: int = 128
     key_len: int = -1
-
-    def __repr__(self) -> str:
-        return f"AlgoAead(name={self.name!r}, key_len={self.bits}, icv_len={self.icv_len})"
-
-    def __post_init__(self) -> None:
-        if self.key_len < 0:
-            self.key_len = 8 * len(self.key)
-
-    @property
-    def bits(self) -> int:
-        return self.key_len
 
 
 # struct xfrm_algo_aead { char alg_name[64]; unsigned int alg_key_len;
