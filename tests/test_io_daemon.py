@@ -77,9 +77,17 @@ class FakeTun:
         self.written: list[bytes] = []
         self.name = "fake0"
 
+        self.batches: list[int] = []
+        self.gso_writes = 0
+
     def write(self, packet: bytes) -> bool:
         self.written.append(packet)
         return True
+
+    def write_many(self, packets: list[bytes]) -> int:
+        self.batches.append(len(packets))
+        self.written.extend(packets)
+        return 0
 
     def set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
@@ -187,6 +195,37 @@ def test_inbound_delivers_to_tun_with_mss_clamped(daemon: Daemon) -> None:
     tun: FakeTun = daemon.tun  # type: ignore[assignment]
     [delivered] = tun.written
     assert dict(IP(delivered)[TCP].options)["MSS"] == 1400 - 40
+
+
+def test_inbound_batch_is_written_to_tun_at_once(daemon: Daemon) -> None:
+    peer = _engine()
+    peer.spd.flush()
+    peer.add_policy(
+        Policy(
+            "out",
+            Selector("203.0.113.0/24", "198.51.100.0/24"),
+            templates=[Template(src="192.0.2.2", dst="192.0.2.1")],
+        )
+    )
+    syn = IP(src="203.0.113.1", dst="198.51.100.1") / TCP(flags="S", options=[("MSS", 1460)])
+    inner = [bytes(syn)] + [
+        bytes(IP(src="203.0.113.1", dst="198.51.100.1") / TCP(seq=1 + 100 * i) / bytes(100))
+        for i in range(4)
+    ]
+    esp = [peer.outbound(p, 0.0).data for p in inner]  # type: ignore[union-attr]
+    esp.insert(2, esp[1])  # a replay: dropped, the batch goes on
+    src, dst = socket.inet_aton("192.0.2.2"), socket.inet_aton("192.0.2.1")
+
+    def receive(sock: Any, limit: int) -> list[tuple[bytes, bytes, bytes, int, int]]:
+        return [(data, src, dst, 0, 0) for data in esp]
+
+    daemon._on_net(None, receive, False)  # type: ignore[arg-type]
+    tun: FakeTun = daemon.tun  # type: ignore[assignment]
+    assert tun.batches == [5]
+    assert tun.written[1:] == inner[1:]
+    assert dict(IP(tun.written[0])[TCP].options)["MSS"] == 1400 - 40  # clamped
+    assert daemon.io_stats["tun_tx"] == 5 and daemon.io_stats["net_rx"] == 6
+    assert daemon.engine.stats[Reason.IN_STATE_SEQ_ERROR] == 1
 
 
 def test_too_big_with_df_answers_icmp_into_tun(daemon: Daemon) -> None:

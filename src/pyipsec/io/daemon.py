@@ -465,6 +465,11 @@ class Daemon:
         datagrams = receive(sock, BATCH)
         self.io_stats["net_rx"] += len(datagrams)
         port = self.options.port
+        tun = self.tun
+        mtu = tun.mtu if tun is not None else 0
+        # Decrypted packets are written together after the batch: the TUN coalesces runs
+        # of one TCP flow into a single write (io/tun_offload).
+        deliver: list[bytes] = []
         for data, src, dst, sport, _ in datagrams:
             if is_udp:
                 kind = classify(data)
@@ -483,8 +488,22 @@ class Daemon:
                 action = inbound(data, src, dst, (sport, port), now)
             else:
                 action = inbound(data, src, dst, None, now)
-            self._dispatch(action, b"", now)
+            if type(action) is Deliver:
+                deliver.append(clamp_mss(action.packet, mtu))
+            else:
+                self._dispatch(action, b"", now)
+        if deliver and tun is not None:
+            self._write_tun(tun, deliver)
         self._after_batch()
+
+    def _write_tun(self, tun: Tun, packets: list[bytes]) -> None:
+        failed = tun.write_many(packets)
+        stats = self.io_stats
+        stats["tun_tx"] += len(packets) - failed
+        if failed:
+            stats["tun_tx_error"] += failed
+        if tun.gso_writes:
+            stats["tun_gso_tx"] = tun.gso_writes
 
     def _dispatch(self, action: Action, inner: bytes, now: float) -> None:
         if isinstance(action, Transmit):

@@ -71,8 +71,8 @@ def strip_header(buf: bytes) -> bytes:
     gets its checksum completed (the field holds the pseudo-header sum; the rest is
     summed from ``csum_start``). GSO packets only come after ``TUNSETOFFLOAD``, which
     this stack does not ask for: ``ParseError``."""
-    if len(buf) < VNET_HDR_LEN:
-        raise ParseError("TUN read shorter than its virtio_net_hdr")
+    if len(buf) <= VNET_HDR_LEN:
+        raise ParseError("TUN read without a packet behind its virtio_net_hdr")
     if not buf[0] and not buf[1]:
         return buf[VNET_HDR_LEN:]
     flags, gso_type, _, _, start, offset = VNET_HDR.unpack_from(buf)
