@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import errno
 import struct
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pfkey_helpers import V4A, V4B, V6A, V6B, sadb_msg
 from pyipsec.errors import ConfigError, KeyApiError
 from pyipsec.keyapi import pfkey_const as c
 from pyipsec.keyapi.pfkey import (
@@ -48,8 +49,6 @@ from pyipsec.keyapi.pfkey import (
     split_messages,
 )
 
-V4A, V4B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
-V6A, V6B = ip_address("2001:db8::1"), ip_address("2001:db8::2")
 SRC = Address.host(c.SADB_EXT_ADDRESS_SRC, V4A)
 DST = Address.host(c.SADB_EXT_ADDRESS_DST, V4B)
 
@@ -269,7 +268,7 @@ def test_reply_to_echoes_the_request_header() -> None:
     )
     assert reply.sa == Sa(0x1000, state=c.SADB_SASTATE_LARVAL)
     err = PfkeyMessage.reply_to(req, errno=errno.ENOENT)
-    assert build_message(err) == struct.pack("=BBBBHHII", 2, 1, errno.ENOENT, 3, 2, 0, 41, 1234)
+    assert build_message(err) == sadb_msg(1, 2, errno=errno.ENOENT, seq=41, pid=1234)
 
 
 def test_split_messages() -> None:
@@ -300,7 +299,7 @@ def test_satype_proto_maps() -> None:
 def header(
     msg_type: int = c.SADB_DUMP, words: int = 2, version: int = 2, reserved: int = 0
 ) -> bytes:
-    return struct.pack("=BBBBHHII", version, msg_type, 0, 3, words, reserved, 1, 2)
+    return sadb_msg(msg_type, words, version=version, reserved=reserved)
 
 
 def with_ext(ext: bytes, msg_type: int = c.SADB_DUMP) -> bytes:

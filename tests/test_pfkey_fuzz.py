@@ -14,6 +14,7 @@ from ipaddress import ip_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pfkey_helpers import V4A, V4B, V6A, V6B, sadb_msg
 from pyipsec.errors import KeyApiError
 from pyipsec.keyapi import pfkey_const as c
 from pyipsec.keyapi.pfkey import (
@@ -45,8 +46,6 @@ from pyipsec.keyapi.pfkey import (
     split_messages,
 )
 
-V4A, V4B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
-V6A, V6B = ip_address("2001:db8::1"), ip_address("2001:db8::2")
 TUNNEL4 = IpsecRequest(50, 2, 2, 1, SockAddr(V4A), SockAddr(V4B))
 TUNNEL6 = IpsecRequest(50, 2, 3, 7, SockAddr(V6A, 0, 1, 2), SockAddr(V6B))
 
@@ -180,9 +179,7 @@ def random_extensions(draw: st.DrawFn) -> bytes:
             st.binary(min_size=8 * words - 4, max_size=8 * words - 4)
         )
     msg_type = draw(st.integers(1, c.SADB_MAX))
-    head = struct.pack(
-        "=BBBBHHII", 2, msg_type, 0, draw(st.integers(0, 9)), 2 + len(body) // 8, 0, 1, 2
-    )
+    head = sadb_msg(msg_type, 2 + len(body) // 8, satype=draw(st.integers(0, 9)))
     return head + bytes(body)
 
 
