@@ -28,6 +28,7 @@ from pyipsec.crypto import dh
 from pyipsec.engine.sad import SASpec
 from pyipsec.engine.spd import PORT_PROTOCOLS, Policy, Selector, Template
 from pyipsec.errors import ConfigError, KeyApiError, ParseError
+from pyipsec.ike.lifetimes import child_lifetimes
 from pyipsec.ike.proposals import Proposal, format_proposal, to_payload
 from pyipsec.ike.traffic_selectors import (
     PORT_MAX,
@@ -438,6 +439,9 @@ class ChildCreate(Task):
         mode = "transport" if transport else "tunnel"
         me, peer = sa.local[0], sa.remote[0]
         nat = sa.nat
+        # The configured rekey/life limits (with their random part) go into the SAs, so
+        # the engine's soft EXPIRE starts the rekey and its hard EXPIRE ends the pair.
+        soft, hard = child_lifetimes(self.config)
         common = {
             "mode": mode,
             "enc": enc.name,
@@ -445,6 +449,8 @@ class ChildCreate(Task):
             "esn": esn,
             "replay_window": REPLAY_WINDOW,
             "reqid": self.reqid,
+            "soft": soft,
+            "hard": hard,
         }
         inbound = SASpec(
             spi=self.spi_in,
