@@ -6,14 +6,20 @@
 
 Namespace names get a per-process suffix, so parallel test runs never collide. Processes
 started with ``popen`` are killed when the namespace is closed.
+
+Tests that run Python inside a namespace do it in a child process (a namespace belongs to
+a process): ``call_in_netns(__file__, name, "child_x", ...)`` runs ``child_x`` of the test
+file there and returns what it printed as JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -100,3 +106,34 @@ def namespaces(*tags: str) -> Iterator[list[Netns]]:
     finally:
         for ns in created:
             ns.close()
+
+
+def call_in_netns(path: str, name: str, func: str, *args: str, timeout: float = 60) -> Any:
+    """``func(*args)`` of the Python file ``path``, run in namespace ``name``; its JSON result.
+
+    The child loads ``path`` with runpy (so the file's top level must be importable without
+    side effects, with its own folder on the path, as pytest has it), calls ``func`` and
+    prints the result as JSON on its last line.
+    """
+    code = (
+        "import runpy, sys, json; "
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(path))!r}); "
+        f"ns = runpy.run_path({path!r}); "
+        f"print(json.dumps(ns[{func!r}](*sys.argv[1:])))"
+    )
+    out = subprocess.run(
+        ["ip", "netns", "exec", name, sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ip_in(name: str, *args: str) -> str:
+    """``ip ARGS`` inside namespace ``name``: its stdout (the test fails with its stderr)."""
+    out = subprocess.run(["ip", "-n", name, *args], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

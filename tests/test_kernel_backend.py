@@ -6,16 +6,16 @@ which prints JSON; the parent compares with iproute2's view and deletes the name
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import shutil
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from netns import Netns, call_in_netns, ip_in
 
 pytestmark = [
     pytest.mark.root,
@@ -27,36 +27,12 @@ THIS_FILE = os.path.abspath(__file__)
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"pyipsec-kb-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with Netns.create("kb") as ns:
+        yield ns.name
 
 
-def run_child(ns: str, func: str, *args: str) -> Any:
-    code = (
-        "import runpy, sys, json; "
-        f"ns = runpy.run_path({THIS_FILE!r}); "
-        f"print(json.dumps(ns[{func!r}](*sys.argv[1:])))"
-    )
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def ip_in(ns: str, *args: str) -> str:
-    out = subprocess.run(["ip", "-n", ns, *args], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+# ``child_*`` functions of this file, run inside the namespace.
+run_child = functools.partial(call_in_netns, THIS_FILE)
 
 
 # -- children ------------------------------------------------------------------------------
