@@ -6,6 +6,13 @@
 Documentation prefixes only (RFC 5737). Everything started here is registered and torn
 down by ``close``: processes first (SIGTERM, then SIGKILL), then anything still inside the
 namespaces, then the namespaces themselves (which takes the veth with them).
+
+Why this is not tests/netns.py: bench/ must not import tests/, and the namespace helper
+is test and benchmark harness, not part of the stack (the daemon never creates a
+namespace, and ``close`` kills every process inside one), so it does not belong in the
+package either. The two copies differ on purpose in one place: ``popen`` here starts its
+own process group so that strongSwan's whole tree (ip netns exec -> unshare -> charon)
+goes at once. A fix to the teardown in one copy belongs in the other too.
 """
 
 from __future__ import annotations
