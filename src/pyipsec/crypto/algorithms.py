@@ -140,6 +140,21 @@ def _cbc(bits: int) -> EncAlgorithm:
     )
 
 
+def _hmac_sha2(bits: int, iana_id: int, pfkey_id: int) -> IntegAlgorithm:
+    # RFC 4868 §2.1: the key is as long as the hash output, the ICV is half of it.
+    return IntegAlgorithm(
+        name=f"sha{bits}",
+        iana_id=iana_id,
+        hash_name=f"SHA{bits}",
+        key_size=bits // 8,
+        icv_size=bits // 16,
+        kernel_name=f"hmac(sha{bits})",
+        pfkey_id=pfkey_id,
+        setkey_names=(f"hmac-sha{bits}", f"hmac-sha2-{bits}"),
+        aliases=(f"sha2_{bits}",),
+    )
+
+
 ENC_ALGORITHMS: tuple[EncAlgorithm, ...] = (
     _gcm(128),
     _gcm(192),
@@ -191,40 +206,9 @@ INTEG_ALGORITHMS: tuple[IntegAlgorithm, ...] = (
         setkey_names=("hmac-sha1",),
         aliases=("sha",),
     ),
-    # RFC 4868 §2.1: key size equals the hash output, ICV is half of it.
-    IntegAlgorithm(
-        name="sha256",
-        iana_id=AUTH_HMAC_SHA2_256_128,
-        hash_name="SHA256",
-        key_size=32,
-        icv_size=16,
-        kernel_name="hmac(sha256)",
-        pfkey_id=SADB_X_AALG_SHA2_256HMAC,
-        setkey_names=("hmac-sha256", "hmac-sha2-256"),
-        aliases=("sha2_256",),
-    ),
-    IntegAlgorithm(
-        name="sha384",
-        iana_id=AUTH_HMAC_SHA2_384_192,
-        hash_name="SHA384",
-        key_size=48,
-        icv_size=24,
-        kernel_name="hmac(sha384)",
-        pfkey_id=SADB_X_AALG_SHA2_384HMAC,
-        setkey_names=("hmac-sha384", "hmac-sha2-384"),
-        aliases=("sha2_384",),
-    ),
-    IntegAlgorithm(
-        name="sha512",
-        iana_id=AUTH_HMAC_SHA2_512_256,
-        hash_name="SHA512",
-        key_size=64,
-        icv_size=32,
-        kernel_name="hmac(sha512)",
-        pfkey_id=SADB_X_AALG_SHA2_512HMAC,
-        setkey_names=("hmac-sha512", "hmac-sha2-512"),
-        aliases=("sha2_512",),
-    ),
+    _hmac_sha2(256, AUTH_HMAC_SHA2_256_128, SADB_X_AALG_SHA2_256HMAC),
+    _hmac_sha2(384, AUTH_HMAC_SHA2_384_192, SADB_X_AALG_SHA2_384HMAC),
+    _hmac_sha2(512, AUTH_HMAC_SHA2_512_256, SADB_X_AALG_SHA2_512HMAC),
 )
 
 _ENC_BY_NAME: dict[str, EncAlgorithm] = {}
