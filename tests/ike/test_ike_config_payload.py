@@ -199,6 +199,48 @@ def test_requested_address_dual_family_and_v6_dns() -> None:
     assert got.dns == ("198.51.100.53",)  # the IPv6 server goes with an IPv6 address only
 
 
+def test_ipv6_virtual_ip_with_prefix_and_dns() -> None:
+    """INTERNAL_IP6_ADDRESS carries the address and a prefix length (§3.15.1)."""
+    net6 = "2001:db8:2::/48"
+    gw = VipConn(
+        local_addrs=(GW_B,),
+        proposals=ike("aes128gcm16-prfsha256-x25519"),
+        children=(child(net6, "dynamic"),),
+        pools=("v6",),
+    )
+    me = VipConn(
+        local_addrs=(GW_A,),
+        remote_addrs=(GW_B,),
+        proposals=ike("aes128gcm16-prfsha256-x25519"),
+        children=(child("dynamic", net6),),
+        vips=(IPv6Address("::"),),
+    )
+    net = Net(**{GW_B: gw, GW_A: me})
+    pool = (IPv6Address("2001:db8:1::"), IPv6Address("2001:db8:1::ffff"))
+    net[GW_B].pools.update([Pool("v6", pool, (("dns", ("2001:db8::53",)),))])
+    replies: list[CpPayload] = []
+
+    def tap(d: Datagram) -> None:
+        msg = parse_message(d.data)
+        if msg.header.exchange_type == ExchangeType.IKE_AUTH and msg.header.is_response:
+            (mine,) = net[GW_A].ike_sas
+            replies.extend(p for p in mine.unprotect(msg) if isinstance(p, CpPayload))
+
+    sa = net[GW_A].initiate("gw", 0.0)
+    net.pump(tap=tap)
+    vip = IPv6Address("2001:db8:1::")
+    assert sa.state is IkeSaState.ESTABLISHED and sa.my_vips == (vip,)
+    (reply,) = replies
+    assert [(a.attr_type, a.value) for a in reply.attributes] == [
+        (CfgAttributeType.INTERNAL_IP6_ADDRESS, vip.packed + bytes([128])),
+        (CfgAttributeType.INTERNAL_IP6_DNS, IPv6Address("2001:db8::53").packed),
+    ]
+    (pair,) = sa.children.values()
+    assert pair.local_ts == (TrafficSelector.host(vip),) and str(pair.remote_ts[0]) == net6
+    (got,) = of(net.events(GW_A), VirtualIpAssigned)
+    assert got.dns == ("2001:db8::53",)
+
+
 def test_same_identity_gets_the_same_address_after_reconnecting() -> None:
     net = gateway_net(
         **{GW_A: client(vips=(ANY4,)), "192.0.2.3": client("192.0.2.3", "other", vips=(ANY4,))}
