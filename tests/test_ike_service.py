@@ -441,3 +441,224 @@ def test_dpd_deletes_sas_of_a_dead_peer(action: str) -> None:
         pair.wire.down = False
         pair.run(30)
         assert len(_established(pair.a)) == 1
+
+
+# -- lifetimes, rekeying, reauthentication and DPD in the daemon (io.ike_timers) -----------
+
+
+def drive(pair: Pair, seconds: float, step: float = 0.5) -> None:
+    """Move the clock in steps; the engines enforce SA lifetimes and their EXPIREs go to
+    the services, as the daemon's loop does."""
+    end = pair.loop.now + seconds
+    while pair.loop.now < end:
+        pair.run(step)
+        for addr, engine in pair.engines.items():
+            engine.handle_timer(pair.loop.now)
+            while (event := engine.next_event()) is not None:
+                pair.services[addr].on_engine_event(event)
+        pair.run()
+
+
+def _children(service: IkeService) -> list[dict[str, Any]]:
+    return [c for sa in _established(service) for c in sa["children"]]
+
+
+def _pair_consistent(pair: Pair) -> tuple[str, str]:
+    (a,), (b,) = _children(pair.a), _children(pair.b)
+    assert a["spi_in"] == b["spi_out"] and a["spi_out"] == b["spi_in"]
+    return a["spi_in"], a["spi_out"]
+
+
+def _refuse(service: IkeService, notify: int, times: int = 1_000_000) -> list[int]:
+    """Make ``service`` answer CREATE_CHILD_SA requests with ``notify`` (``times``)."""
+    from pyipsec.ike.v2.constants import ExchangeType
+    from pyipsec.ike.v2.ike_sa import NotifyError
+
+    refused: list[int] = []
+    for sa in service.manager.ike_sas:
+        tm = service.manager.task_manager(sa)
+        original = tm.responder_tasks
+
+        def tasks(sa: Any, header: Any, payloads: Any, original: Any = original) -> Any:
+            if header.exchange_type == ExchangeType.CREATE_CHILD_SA and len(refused) < times:
+                refused.append(header.message_id)
+                raise NotifyError(notify)
+            return original(sa, header, payloads)
+
+        tm.responder_tasks = tasks
+    return refused
+
+
+def test_child_sa_lifetimes_are_installed_from_the_configuration() -> None:
+    pair = psk_pair(child_a="rekey_time = 20s\n life_time = 30s\n rekey_packets = 1000")
+    pair.a.initiate("gw")
+    pair.run()
+    entries = pair.engines[GW_A].dump_sa()
+    assert len(entries) == 2
+    for entry in entries:
+        # rand_time defaults to life - rekey = 10 s (at most half the rekey time).
+        assert entry.spec.soft.add_time is not None and 10.0 <= entry.spec.soft.add_time <= 20.0
+        assert entry.spec.hard.add_time == 30.0 and entry.spec.hard.packets == 1100
+        assert entry.spec.soft.packets is not None and 900 <= entry.spec.soft.packets <= 1000
+    # Both SAs of the pair share one draw.
+    assert len({e.spec.soft for e in entries}) == 1
+    # The peer's defaults: rekey after an hour minus up to 6 minutes, gone after 66.
+    for entry in pair.engines[GW_B].dump_sa():
+        assert entry.spec.soft.add_time is not None and 3240 <= entry.spec.soft.add_time <= 3600
+        assert entry.spec.hard.add_time == pytest.approx(3960.0)
+
+
+def test_soft_expire_rekeys_the_child_sa_and_hard_limit_never_hits() -> None:
+    pair = psk_pair(child_a="rekey_time = 10s\n life_time = 14s")
+    pair.a.initiate("gw")
+    pair.run()
+    first = _pair_consistent(pair)
+    seen = {first}
+    for _ in range(6):  # 30 s: at least two rekeys, each within 5-10 s
+        drive(pair, 5)
+        seen.add(_pair_consistent(pair))
+    assert len(seen) >= 3
+    # Make before break: never more than one pair left over, no hard EXPIRE deleted one.
+    assert len(pair.engines[GW_A].dump_sa()) == 2 and len(pair.engines[GW_B].dump_sa()) == 2
+    reasons = {e.get("reason") for e in pair.a.history if e["event"] == "ChildSaDeleted"}
+    assert reasons == {"deleted"}
+    assert [e["event"] for e in pair.a.history].count("ChildSaInstalled") == len(seen)
+
+
+def test_refused_child_rekey_is_retried_after_a_random_delay() -> None:
+    from pyipsec.ike.v2.constants import NotifyType
+
+    pair = psk_pair(child_a="rekey_time = 10s\n life_time = 60s\n rand_time = 0s")
+    pair.a.initiate("gw")
+    pair.run()
+    first = _pair_consistent(pair)
+    refused = _refuse(pair.b, NotifyType.TEMPORARY_FAILURE, times=1)
+    drive(pair, 10.5)
+    assert len(refused) == 1 and _pair_consistent(pair) == first  # refused: old pair stays
+    failed = [e for e in pair.a.history if e["event"] == "ChildSaFailed"]
+    assert failed and failed[-1]["notify"] == NotifyType.TEMPORARY_FAILURE
+    drive(pair, 4)  # RFC 7296 §2.25: not at once (5-15 s)
+    assert _pair_consistent(pair) == first
+    drive(pair, 12)
+    assert _pair_consistent(pair) != first
+    assert pair.a.timers.counters["child_retries"] == 1
+
+
+def test_ike_sa_rekeyed_at_rekey_time_keeps_its_child_sa() -> None:
+    pair = Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", extra="rekey_time = 10s"),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example"),
+    )
+    pair.a.initiate("gw")
+    pair.run()
+    (old,) = _established(pair.a)
+    assert 8.0 <= old["rekey_in"] <= 10.0 and old["expires_in"] > old["rekey_in"]
+    child = _pair_consistent(pair)
+    drive(pair, 11)
+    (new_a,), (new_b,) = _established(pair.a), _established(pair.b)
+    assert new_a["spi_i"] != old["spi_i"] and new_a["spi_i"] == new_b["spi_i"]
+    assert _pair_consistent(pair) == child  # §2.18: the CHILD SA moved over, unchanged
+    assert pair.a.timers.counters["ike_rekeys"] == 1
+    assert new_a["rekey_in"] > 5  # the new IKE SA has deadlines of its own
+
+
+def test_refused_ike_rekey_is_retried_then_the_hard_limit_deletes() -> None:
+    from pyipsec.ike.v2.constants import NotifyType
+
+    extra = "rekey_time = 10s\n over_time = 25s\n rand_time = 0s"
+    pair = Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", extra=extra),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example"),
+    )
+    pair.a.initiate("gw")
+    pair.run()
+    refused = _refuse(pair.b, NotifyType.TEMPORARY_FAILURE)
+    drive(pair, 10.5)
+    assert len(refused) == 1 and _established(pair.a)
+    drive(pair, 20)  # retries every 5-15 s
+    assert len(refused) >= 2 and _established(pair.a)
+    drive(pair, 6)  # 10 s + over_time 25 s: deleted, on both sides
+    assert _established(pair.a) == [] and pair.b.status()["ike_sas"] == []
+    assert pair.a.timers.counters["ike_expired"] == 1
+    assert pair.engines[GW_A].dump_sa() == []
+
+
+def test_reauthentication_deletes_and_initiates_again() -> None:
+    extra = "rekey_time = 0\n reauth_time = 10s\n rand_time = 0s"
+    pair = Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example", extra=extra),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example"),
+    )
+    pair.a.initiate("gw")
+    pair.run()
+    (old,) = _established(pair.a)
+    assert old["rekey_in"] is None and old["reauth_in"] == pytest.approx(10.0)
+    drive(pair, 11)
+    (new,) = _established(pair.a)
+    assert new["spi_i"] != old["spi_i"] and len(_established(pair.b)) == 1
+    assert len(_children(pair.a)) == 1 and pair.a.timers.counters["ike_reauths"] == 1
+    _pair_consistent(pair)
+
+
+def test_dpd_timeout_ends_the_wait_before_the_retransmissions_do() -> None:
+    pair = psk_pair(extra="dpd_delay = 2s\n dpd_timeout = 3s")
+    pair.a.manager.settings = ManagerSettings()  # 4 s, 1.8, 5 tries: 165 s until give-up
+    pair.a.initiate("gw")
+    pair.run()
+    pair.wire.down = True
+    start = pair.loop.now
+    while _established(pair.a) and pair.loop.now - start < 60:
+        drive(pair, 0.5)
+    assert not _established(pair.a) and pair.a.status()["ike_sas"] == []
+    assert pair.loop.now - start <= 2 + 3 + 2  # dpd_delay + dpd_timeout + ticks
+    assert pair.a.timers.counters["dpd_dead"] == 1
+    assert pair.engines[GW_A].dump_sa() == []
+
+
+def test_dpd_action_trap_installs_trap_policies() -> None:
+    pair = psk_pair(extra="dpd_delay = 2s\n dpd_timeout = 2s", child_a="dpd_action = trap")
+    pair.a.initiate("gw")
+    pair.run()
+    assert pair.a.traps == {}
+    pair.wire.down = True
+    drive(pair, 10)
+    assert not _established(pair.a)
+    reqid = pair.a.traps[("gw", "net")]
+    (out,) = [p for p in pair.engines[GW_A].dump_policy() if p.direction == "out"]
+    assert out.templates[0].reqid == reqid and pair.engines[GW_A].dump_sa() == []
+    # The peer is back and traffic comes: the trap's ACQUIRE negotiates again.
+    pair.wire.down = False
+    pair.engines[GW_A].outbound(_udp(GW_A, GW_B), pair.loop.now)
+    while (event := pair.engines[GW_A].next_event()) is not None:
+        pair.a.on_engine_event(event)
+    pair.run()
+    assert len(_established(pair.a)) == 1 and len(_children(pair.a)) == 1
+
+
+def _udp(src: str, dst: str) -> bytes:
+    import ipaddress
+    import struct
+
+    from pyipsec.wire.ip import IPv4Header, build_ipv4
+
+    udp = struct.pack("!HHHH", 1234, 5678, 9, 0) + b"x"
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    return build_ipv4(IPv4Header(0, 20 + len(udp), 1, 0, 0, 64, 17, 0, s, d)) + udp
+
+
+@pytest.mark.parametrize(("setting", "announced"), [("yes", True), ("accept", True), ("no", False)])
+def test_fragmentation_setting(setting: str, announced: bool) -> None:
+    from pyipsec.ike.v2 import fragments
+
+    pair = Pair(
+        _conf(GW_A, GW_B, me_id="a.example", peer_id="b.example",
+              extra=f"fragmentation = {setting}"),
+        _conf(GW_B, GW_A, me_id="b.example", peer_id="a.example"),
+    )  # fmt: skip
+    pair.a.initiate("gw")
+    pair.run()
+    (b_sa,) = pair.b.manager.ike_sas
+    (a_sa,) = pair.a.manager.ike_sas
+    assert b_sa.peer_fragmentation is announced  # RFC 7383 §2.3
+    assert a_sa.peer_fragmentation is True
+    assert fragments.sends_fragments(a_sa) is (setting == "yes")

@@ -538,7 +538,7 @@ def _connection(section: Section, path: str, ctx: _Context, pools: set[str]) -> 
         encap=r.flag("encap", False),
         mobike=r.flag("mobike", True),
         dpd_delay=r.time("dpd_delay", 0.0),
-        dpd_timeout=r.time("dpd_timeout", 0.0, acted=False),
+        dpd_timeout=r.time("dpd_timeout", 0.0),  # IKEv2 too: io.ike_timers
         fragmentation=r.choice("fragmentation", "yes", "yes", "accept", "force", "no"),
         childless=r.choice("childless", "allow", "allow", "prefer", "force", "never"),
         send_certreq=r.flag("send_certreq", True),

@@ -97,6 +97,10 @@ class EngineConnection:
         return self.source.send_certreq
 
     @property
+    def fragmentation(self) -> str:
+        return self.source.fragmentation  # RFC 7383 (ike.v2.fragments.sends_fragments)
+
+    @property
     def vips(self) -> tuple[IPv4Address | IPv6Address, ...]:
         return self.source.vips
 

@@ -57,6 +57,7 @@ from pyipsec.ike.v2.events import (
 )
 from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState
 from pyipsec.ike.v2.manager import IKE_PORT, NATT_PORT, IkeManager, ManagerSettings
+from pyipsec.io.ike_timers import TICK, IkeTimers
 from pyipsec.io.routing import IPAddress
 from pyipsec.io.sockets import SO_MARK, recv_with_pktinfo
 from pyipsec.io.vip import VirtualIps
@@ -71,7 +72,6 @@ IP_PKTINFO = 8
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 EVENT_HISTORY = 64  # IKE events kept for ``ike-status``
-DPD_TICK = 1.0  # seconds between checks for idle IKE SAs (connections with dpd_delay)
 NAT_KEEPALIVE = 20.0  # RFC 3948 §4: seconds between keepalives (strongSwan's keep_alive)
 KEEPALIVE = b"\xff"  # RFC 3948 §2.3: the NAT-keepalive packet is this one octet
 
@@ -126,7 +126,8 @@ class IkeService:
         self.send_errors = 0
         self._timer: Any = None
         self._timer_at: float | None = None
-        self._dpd_timer: Any = None
+        self._tick_timer: Any = None
+        self.timers = IkeTimers(self)  # lifetimes, rekey retries, DPD (io.ike_timers)
         self.virtual_ips = virtual_ips
         self.keepalive = keepalive  # sends KEEPALIVE from the first endpoint to the second
         self.keepalive_interval = keepalive_interval
@@ -184,8 +185,8 @@ class IkeService:
                         self.initiate(conn.name, child.name, now=now)
                     except ConfigError as exc:
                         log.error("%s: not started: %s", conn.name, exc)
-        if self._dpd_timer is None and any(c.source.dpd_delay > 0 for c in new.values()):
-            self._dpd_timer = self.loop.call_at(now + DPD_TICK, self._dpd_check)
+        if self._tick_timer is None and new:
+            self._tick_timer = self.loop.call_at(now + TICK, self._tick)
         if self._keepalive_timer is None and self.keepalive is not None:
             self._keepalive_timer = self.loop.call_at(
                 now + self.keepalive_interval, self._send_keepalives
@@ -212,25 +213,13 @@ class IkeService:
             now + self.keepalive_interval, self._send_keepalives
         )
 
-    def _dpd_check(self) -> None:
-        """§1.4: an empty INFORMATIONAL to peers we have not heard from for dpd_delay.
-
-        When it goes unanswered the task manager gives up and the IKE SA and its CHILD
-        SAs are deleted; ``dpd_action = restart`` then initiates the connection again.
-        """
-        self._dpd_timer = None
+    def _tick(self) -> None:
+        """IKE SA lifetimes, rekey retries and DPD (``io.ike_timers``), once a ``TICK``."""
+        self._tick_timer = None
         now = self.loop.time()
-        for sa in self.manager.ike_sas:
-            conn = self.connections.get(sa.name)
-            if conn is None or conn.source.dpd_delay <= 0 or sa.state is not IkeSaState.ESTABLISHED:
-                continue
-            tm = self.manager.task_manager(sa)
-            if tm.active or tm.queued or tm.in_flight is not None:
-                continue
-            if now - sa.last_heard >= conn.source.dpd_delay:
-                self.manager.dpd(sa, now)
-        if any(c.source.dpd_delay > 0 for c in self.connections.values()):
-            self._dpd_timer = self.loop.call_at(now + DPD_TICK, self._dpd_check)
+        self.timers.tick(now)
+        if self.connections:
+            self._tick_timer = self.loop.call_at(now + TICK, self._tick)
         self.pump()
 
     def _untrap(self, key: tuple[str, str], reqid: int) -> None:
@@ -250,7 +239,7 @@ class IkeService:
             raise ConfigError(f"no connection named {name!r}")
         if child is not None and conn.child(child) is None:
             raise ConfigError(f"connection {name!r} has no child {child!r}")
-        local, remote = self._endpoints(conn)
+        local, remote = self.endpoints(conn)
         sa = self.manager.initiate(
             name,
             self.loop.time() if now is None else now,
@@ -263,7 +252,7 @@ class IkeService:
         self.pump()
         return sa
 
-    def _endpoints(self, conn: EngineConnection) -> tuple[Endpoint, Endpoint]:
+    def endpoints(self, conn: EngineConnection) -> tuple[Endpoint, Endpoint]:
         if not conn.remote_addrs:
             raise ConfigError(f"connection {conn.name!r} has no remote address to initiate to")
         peer = conn.remote_addrs[0]
@@ -287,11 +276,9 @@ class IkeService:
         now = self.loop.time()
         sas = self.manager.status()
         for item, sa in zip(sas, self.manager.ike_sas, strict=True):
-            conn = self.connections.get(sa.name)
             up = sa.established_at
             item["established_for"] = None if up is None else now - up
-            if conn is not None and up is not None and conn.source.rekey_time:
-                item["rekey_in"] = conn.source.rekey_time - (now - up)
+            item.update(self.timers.status(sa, now))
         return {
             "connections": [
                 {
@@ -361,7 +348,10 @@ class IkeService:
 
     def on_engine_event(self, event: object) -> None:
         if isinstance(event, Acquire | Expire):
-            self.manager.handle_engine_event(event, self.loop.time())
+            now = self.loop.time()
+            if isinstance(event, Expire):
+                self.timers.on_expire(event, now)  # a rekey that does not happen is retried
+            self.manager.handle_engine_event(event, now)
             self.pump()
 
     def pump(self) -> None:
@@ -414,7 +404,7 @@ class IkeService:
                 event.spi_r.hex(), event.reason, f", notify {event.notify}" if event.notify else "",
             )  # fmt: skip
             entry.update(name=event.name, spi_i=event.spi_i.hex(), reason=event.reason)
-            self._restart(event)
+            self.timers.on_ike_deleted(event, now)
         elif isinstance(event, ChildSaInstalled):
             log.info(
                 "%s/%s: CHILD SA installed, spi in %08x out %08x, %s, %s === %s",
@@ -455,23 +445,6 @@ class IkeService:
                 installer.remove(event.address)
         except ConfigError as exc:
             log.error("%s: virtual IP %s: %s", event.name, event.address, exc)
-
-    def _restart(self, event: IkeSaDeleted) -> None:
-        """``dpd_action = restart``: a peer that stopped answering is initiated again."""
-        conn = self.connections.get(event.name)
-        if conn is None or event.reason != "timeout" or self._has_sa(conn.name):
-            return
-        child = next((c for c in conn.children if c.dpd_action == "restart"), None)
-        if child is None:
-            return
-        log.info("%s: peer unreachable, restarting (dpd_action = restart)", conn.name)
-        try:
-            local, remote = self._endpoints(conn)
-            self.manager.initiate(
-                conn.name, self.loop.time(), local=local, remote=remote, child=child.name
-            )
-        except ConfigError as exc:
-            log.error("%s: restart failed: %s", conn.name, exc)
 
 
 # ======================================================================== real I/O ====

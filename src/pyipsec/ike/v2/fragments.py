@@ -56,6 +56,18 @@ def limit_for(sa: IkeSa) -> int:
     return limit
 
 
+def announced(sa: IkeSa) -> bool:
+    """Whether we announce IKEV2_FRAGMENTATION_SUPPORTED (swanctl ``fragmentation``:
+    anything but ``no``; a configuration without the key announces it)."""
+    return getattr(sa.config, "fragmentation", "yes") != "no"
+
+
+def sends_fragments(sa: IkeSa) -> bool:
+    """Whether we fragment our own messages: ``fragmentation = accept`` only takes the
+    peer's fragments (strongSwan's meaning), ``no`` neither sends nor takes them."""
+    return getattr(sa.config, "fragmentation", "yes") in ("yes", "force")
+
+
 def protect(sa: IkeSa, header: IkeHeader, payloads: list[Payload]) -> list[bytes]:
     """``payloads`` protected for the wire: one SK message, or SKF fragments (§2.5)."""
     data = sa.protect(header, payloads)
@@ -64,6 +76,7 @@ def protect(sa: IkeSa, header: IkeHeader, payloads: list[Payload]) -> list[bytes
         sa.ctx.fragment_size <= 0
         or len(data) <= limit
         or not sa.peer_fragmentation
+        or not sends_fragments(sa)
         or header.exchange_type == ExchangeType.IKE_SA_INIT
         or sa.cipher_out is None
     ):

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from pyipsec.crypto import dh
 from pyipsec.errors import ConfigError, ParseError
 from pyipsec.ike.proposals import Proposal, to_payload
+from pyipsec.ike.v2 import fragments
 from pyipsec.ike.v2.constants import DhId, ExchangeType, NotifyType, ProtocolId, TransformType
 from pyipsec.ike.v2.events import Endpoint
 from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState, NotifyError
@@ -160,7 +161,8 @@ class IkeInit(Task):
                 NotifyType.NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, sa.spi_r, sa.remote)
             )
         )
-        out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if fragments.announced(sa):  # RFC 7383 §2.3 (swanctl fragmentation = no: not)
+            out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         out.append(
             NotifyPayload(
                 NotifyType.SIGNATURE_HASH_ALGORITHMS,
