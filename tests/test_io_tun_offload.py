@@ -133,8 +133,10 @@ def test_what_does_not_merge() -> None:
     udp = bytes(IP(src=SRC4, dst=DST4) / UDP(sport=1, dport=2) / (b"x" * 100))
     frag = bytes(IP(src=SRC4, dst=DST4, flags="MF") / TCP(flags="A") / (b"y" * 100))
     ext6 = bytes(IPv6(src=SRC6, dst=DST6) / IPv6ExtHdrDestOpt() / TCP(flags="A") / (b"z" * 99))
-    out = coalesce([*a, *gap, *other_flow, *fin, *syn, udp, frag, ext6])
-    assert [n for _, n in out] == [2, 1, 1, 1, 1, 1, 1, 1]
+    bad_offset = bytearray(segs(1, 500, seq=5000 + 1000)[0])
+    bad_offset[32] = 0x40  # TCP data offset 4: shorter than a TCP header
+    out = coalesce([*a, *gap, *other_flow, *fin, *syn, udp, frag, ext6, bytes(bad_offset)])
+    assert [n for _, n in out] == [2, 1, 1, 1, 1, 1, 1, 1, 1]
     for buf, n in out[1:]:
         assert buf[:VNET_HDR_LEN] == PLAIN and n == 1
 

@@ -94,42 +94,63 @@ def _pseudo_addresses(packet: bytes | bytearray) -> int:
     return int.from_bytes(packet[8:40], "big")
 
 
+def _field_masks(ip_len: int, hdr_end: int) -> tuple[int, int, int]:
+    """For a header of ``hdr_end`` bytes read as one big-endian integer: (mask keeping
+    what must be equal across a run, shift of the TCP sequence number, mask of the TCP
+    header). Cleared: IPv4 total length, ID and checksum (IPv6 payload length), TCP
+    sequence number, flags (checked apart) and checksum."""
+    cleared = [(2, 6), (10, 12)] if ip_len == 20 else [(4, 6)]
+    cleared += [(ip_len + 4, ip_len + 8), (ip_len + 13, ip_len + 14), (ip_len + 16, ip_len + 18)]
+    keep = (1 << 8 * hdr_end) - 1
+    for lo, hi in cleared:
+        keep &= ~(((1 << 8 * (hi - lo)) - 1) << 8 * (hdr_end - hi))
+    return keep, 8 * (hdr_end - ip_len - 8), (1 << 8 * (hdr_end - ip_len)) - 1
+
+
+_MASKS: dict[tuple[int, int], tuple[int, int, int]] = {
+    (ip_len, end): _field_masks(ip_len, end)
+    for ip_len in (20, 40)
+    for end in range(ip_len + 20, ip_len + 61, 4)
+}
+
+
 def coalesce(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """TUN writes for ``packets``, in order: (vnet header + packet, how many packets it
     carries). Runs of TCP segments that may be merged become one GSO super-packet; every
     other packet goes alone behind a ``PLAIN`` header."""
     out: list[tuple[bytes, int]] = []
     append = out.append
+    masks = _MASKS
     run: list[bytes] = []
-    run_key = b""
-    next_seq = seg = total = hdr_end = off = acc = 0
+    run_key = next_seq = seg = total = hdr_end = off = acc = 0
     more = False  # the run can take another segment
     for p in packets:
         n = len(p)
-        key = b""
+        end = 0
         if n > 40 and p[0] == 0x45:
             # IPv4, no options; TCP; not a fragment (MF and offset zero, DF free).
             if p[9] == 6 and not (p[6] & 0x3F or p[7]) and _U16.unpack_from(p, 2)[0] == n:
                 flags = p[33]
                 end = 20 + (p[32] >> 4) * 4
-                if (flags == _TCP_ACK or flags == _TCP_ACK | _TCP_PSH) and 40 <= end < n:
-                    key = p[1:2] + p[6:10] + p[12:24] + p[28:33] + p[34:36] + p[38:end]
-                    o = 20
+                o = 20
         elif n > 60 and p[0] >> 4 == 6 and p[6] == 6 and _U16.unpack_from(p, 4)[0] + 40 == n:
             # IPv6 with TCP right after the fixed header (no extension headers).
             flags = p[53]
             end = 40 + (p[52] >> 4) * 4
-            if (flags == _TCP_ACK or flags == _TCP_ACK | _TCP_PSH) and 60 <= end < n:
-                key = p[0:4] + p[6:44] + p[48:53] + p[54:56] + p[58:end]
-                o = 40
-        if not key:
+            o = 40
+        fields = masks.get((o, end)) if end and end < n else None  # None: data offset < 5
+        if fields is None or not (flags == _TCP_ACK or flags == _TCP_ACK | _TCP_PSH):
             if run:
                 _flush(run, append, off, hdr_end, seg, total, acc)
                 run = []
             append((PLAIN + p, 1))
+            more = False
             continue
+        keep, seq_shift, tcp_mask = fields
+        header = int.from_bytes(p[:end], "big")
+        key = header & keep
         size = n - end
-        seq = _U32.unpack_from(p, o + 4)[0]
+        seq = (header >> seq_shift) & 0xFFFFFFFF
         if (
             more
             and key == run_key
@@ -144,8 +165,8 @@ def coalesce(packets: Sequence[bytes]) -> list[tuple[bytes, int]]:
                 _flush(run, append, off, hdr_end, seg, total, acc)
             run = [p]
             run_key, seg, total, hdr_end, off, acc = key, size, n, end, o, 0
-        # Each segment's header words and TCP length, for the payload sums (module doc).
-        acc += int.from_bytes(p[o:end], "big") + n - o
+        # Each segment's TCP header words and TCP length, for the payload sums (module doc).
+        acc += (header & tcp_mask) + n - o
         next_seq = (seq + size) & 0xFFFFFFFF
         more = size == seg and flags == _TCP_ACK
     if run:
