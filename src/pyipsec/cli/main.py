@@ -103,6 +103,13 @@ def _daemon(parser: argparse.ArgumentParser) -> Runner:
         "--foreground", action="store_true", help="stay attached (default: detach when ready)"
     )
     parser.add_argument(
+        "--ike-keylog",
+        metavar="DIR",
+        type=Path,
+        help="debugging only: write IKE and ESP keys to DIR/ikev2_decryption_table and "
+        "DIR/esp_sa (Wireshark's tables, root-only files); off by default",
+    )
+    parser.add_argument(
         "--log",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -118,7 +125,12 @@ def run_daemon(args: argparse.Namespace, engine: Engine | None = None) -> int:
     from pyipsec.io.kernel_daemon import KernelDaemon
 
     setup_logging(args.log)
-    options = DaemonOptions(run_dir=run_dir(args), tun=args.tun, config=args.config)
+    options = DaemonOptions(
+        run_dir=run_dir(args),
+        tun=args.tun,
+        config=args.config,
+        ike_keylog=getattr(args, "ike_keylog", None),
+    )
     daemon: Daemon | KernelDaemon
     if getattr(args, "data_plane", "embedded") == "kernel":
         if engine is not None:

@@ -243,6 +243,7 @@ class DaemonOptions:
     port: int = NAT_T_PORT
     ipv6: bool = True
     allowed_uids: tuple[int, ...] = (0,)
+    ike_keylog: Path | None = None  # --ike-keylog: IKE/ESP keys for Wireshark (debugging)
 
 
 class Daemon:

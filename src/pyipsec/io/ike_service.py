@@ -14,6 +14,9 @@ What this glue does (the manager does everything else):
   ``start_action = start`` initiates, ``trap`` installs trap policies; ``reload()``
   (SIGHUP) re-reads the file, keeps the IKE SAs of connections still there, removes the
   traps of those gone.
+- ``--ike-keylog DIR`` (off by default): IKE and ESP keys in Wireshark's decryption
+  tables (``io.keylog_files``), for debugging.
+- Lifetimes, rekey retries, reauthentication and DPD: ``io.ike_timers``, once a second.
 - control.sock commands: ``ike-up`` (name, child), ``ike-down`` (name), ``ike-status``,
   ``ike-reload``; ``status`` gains an ``ike`` section.
 - Virtual IPs (RFC 7296 §2.19): ``pools`` of the file go to the manager; an address a
@@ -58,6 +61,7 @@ from pyipsec.ike.v2.events import (
 from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState
 from pyipsec.ike.v2.manager import IKE_PORT, NATT_PORT, IkeManager, ManagerSettings
 from pyipsec.io.ike_timers import TICK, IkeTimers
+from pyipsec.io.keylog_files import KeyLogFiles
 from pyipsec.io.routing import IPAddress
 from pyipsec.io.sockets import SO_MARK, recv_with_pktinfo
 from pyipsec.io.vip import VirtualIps
@@ -570,11 +574,22 @@ def attach_ike(
         keepalive=transport.send_keepalive,
         keepalive_interval=interval,
     )
+    keylog: KeyLogFiles | None = None
     try:
+        keylog_dir = daemon.options.ike_keylog
+        if keylog_dir is not None:
+            # Before the file is applied: an SA started at once has its keys logged too.
+            keylog = KeyLogFiles(keylog_dir)
+            service.manager.ctx.keylog = keylog.keylog
+            log.warning("IKE key log on: SA keys are written to %s (debugging only)", keylog_dir)
         service.load_file(config)
     except BaseException:
         transport.close()
+        if keylog is not None:
+            keylog.close()
         raise
+    if keylog is not None:
+        daemon.close_hooks.append(keylog.close)
 
     def read(sock: socket.socket) -> None:
         for data, src, dst, sport, _ in recv_with_pktinfo(sock):
