@@ -6,7 +6,11 @@ ESP (charon with kernel-libipsec), all measured in the same run on the same topo
 Each variant gets its own pair of namespaces, all up at once. iperf3 TCP runs for
 ``--time`` seconds, ``--runs`` times per variant, interleaved (median reported); then UDP
 with 1400-byte datagrams: the highest rate with less than 1% loss (doubling from the TCP
-median, at most 1 Gbit/s, until loss appears, then bisecting). Variants:
+median, at most 1 Gbit/s, until loss appears, then bisecting). iperf3 gets 2 MiB UDP
+socket buffers (``--udp-buffer``, ``-w``) on both ends, for every variant alike: with the
+default 208 KiB the receiving iperf3's socket overflows (``RcvbufErrors``) on any burst
+of some 90 datagrams, which then measures iperf3's wakeups rather than the tunnel.
+Variants:
 
 - ``veth``: the underlay itself, no tunnel (the ceiling);
 - ``strongswan``: charon + kernel-libipsec, IKEv2 PSK, aes128gcm16, ESP in UDP 4500 (the
@@ -83,11 +87,12 @@ def tcp_run(a: Netns, dst: str, src: str, seconds: float) -> float:
 
 
 def udp_probe(
-    a: Netns, dst: str, src: str, mbit: float, size: int, seconds: float
+    a: Netns, dst: str, src: str, mbit: float, size: int, seconds: float, buffer: str = ""
 ) -> tuple[float, float]:
     """(received Mbit/s, loss %) when sending ``mbit`` Mbit/s of ``size``-byte datagrams."""
+    window = ["-w", buffer] if buffer else []
     doc = iperf(a, ["-c", dst, "-B", src, "-p", str(IPERF_PORT), "-u", "-b", f"{mbit:.1f}M",
-                    "-l", str(size), "-t", str(seconds)], seconds)  # fmt: skip
+                    "-l", str(size), "-t", str(seconds), *window], seconds)  # fmt: skip
     if "error" in doc:
         return 0.0, 100.0
     end = doc["end"]
@@ -106,7 +111,7 @@ def udp_max(
     # From the TCP rate, but below what one iperf3 UDP sender manages here (~2 Gbit/s).
     rate = min(max(hint, 20.0), UDP_START_MAX)
     for _ in range(UDP_PROBES):
-        recv, loss = udp_probe(a, dst, src, rate, args.udp_size, args.udp_time)
+        recv, loss = udp_probe(a, dst, src, rate, args.udp_size, args.udp_time, args.udp_buffer)
         r.udp_probes.append((rate, recv, loss))
         if loss < MAX_LOSS:
             good_rate, good_recv = rate, max(good_recv, recv)
@@ -298,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="TCP runs per variant (median)")
     ap.add_argument("--udp-time", type=float, default=2.0, help="seconds per UDP probe")
     ap.add_argument("--udp-size", type=int, default=1400, help="UDP payload bytes")
+    ap.add_argument("--udp-buffer", default="2M", help="iperf3 -w for UDP ('': default)")
     ap.add_argument("--no-udp", action="store_true")
     ap.add_argument("--only", action="append", choices=VARIANTS, help="run only these")
     ap.add_argument("--profile", type=float, default=0.0, help="py-spy seconds (0: none)")
@@ -324,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     ordered = [results[v] for v in VARIANTS if v in results]
     print(
         f"\niperf3 TCP {args.time:g} s x {args.runs} (median); UDP {args.udp_size}-byte "
-        f"datagrams, max rate with <{MAX_LOSS:g}% loss ({args.udp_time:g} s probes); "
+        f"datagrams, max rate with <{MAX_LOSS:g}% loss ({args.udp_time:g} s probes, "
+        f"iperf3 -w {args.udp_buffer or 'default'}); "
         f"x sS = ratio to strongSwan libipsec; {time.monotonic() - started:.0f} s total"
     )
     print(table(ordered, args.udp_size))
