@@ -1,0 +1,283 @@
+"""Live lifetimes against strongSwan: CHILD and IKE rekeys under traffic, DPD after charon
+is killed, and the key log decrypting a live capture (same namespaces as
+``test_interop_strongswan``: pyipsec 192.0.2.1 protecting 198.51.100.1, charon
+192.0.2.2 protecting 203.0.113.1, ESP in UDP 4500 as kernel-libipsec sends it).
+
+Short lifetimes on one side make the rekeys happen within seconds; a ping every 50 ms
+runs across them and must lose nothing (make before break, RFC 7296 §2.8), and both
+sides must list the same, new SPIs. Everything started is stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns import Netns, namespaces, veth
+from strongswan import Charon, missing, wait_for
+from test_interop_strongswan import (
+    PY_GW,
+    PY_ID,
+    PY_NET,
+    SW_GW,
+    SW_ID,
+    SW_NET,
+    Pyipsec,
+    _conn,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(120)]
+
+PROPOSALS, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
+
+
+class Daemon(Pyipsec):
+    """``Pyipsec`` with extra daemon arguments (``--ike-keylog``)."""
+
+    def start_with(self, config: str, *extra: str) -> None:
+        conf = self.work / "swanctl.conf"
+        conf.write_text(config)
+        args = [sys.executable, "-m", "pyipsec.cli.main", "daemon", "--foreground",
+                "--config", str(conf), "--run-dir", str(self.run_dir), "--tun", "pyipsec0",
+                "--log", "debug", *extra]  # fmt: skip
+        with self.log.open("wb") as err:
+            self.proc = self.ns.popen(args, stderr=err)
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"pyipsec daemon exited:\n{self.tail()}")
+            return (self.run_dir / "pyipsec.pid").exists()
+
+        wait_for(up, "the pyipsec daemon", 15, self.log)
+
+    def ike_sas(self) -> list[dict[str, Any]]:
+        sas: list[dict[str, Any]] = self.status()["ike"]["ike_sas"]
+        return sas
+
+    def established(self) -> list[dict[str, Any]]:
+        return [s for s in self.ike_sas() if s["state"] == "established"]
+
+
+def _skip_without_strongswan() -> None:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(f"needs the Debian package {reason} (scripts/install-system-deps.sh)")
+
+
+@contextmanager
+def _setup(tmp_path: Path) -> Iterator[tuple[Daemon, Charon]]:
+    with namespaces("py", "sw") as (py_ns, sw_ns):
+        veth(py_ns, [f"{PY_GW}/24"], sw_ns, [f"{SW_GW}/24"])
+        py_ns.run("ip", "addr", "add", f"{PY_NET}/32", "dev", "lo")
+        sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
+        py = Daemon(py_ns, tmp_path / "pyipsec")
+        sw = Charon(sw_ns, tmp_path / "charon")
+        py.work.mkdir()
+        try:
+            yield py, sw
+        except BaseException:
+            charon_log = sw.log.read_text(errors="replace")[-5000:] if sw.log.exists() else ""
+            sys.stderr.write(f"--- pyipsec log\n{py.tail()}\n--- charon log\n{charon_log}\n")
+            raise
+        finally:
+            sw.close()
+            if py.proc is not None and py.proc.poll() is None:
+                py.proc.terminate()
+                py.proc.wait(10)
+
+
+def _sw_conf(extra: str = "", child_extra: str = "") -> str:
+    return _conn(SW_GW, PY_GW, SW_ID, PY_ID, SW_NET, PY_NET, proposals=PROPOSALS, esp=ESP,
+                 auth="psk", extra=extra, child_extra=child_extra)  # fmt: skip
+
+
+def _py_conf(extra: str = "", child_extra: str = "") -> str:
+    return _conn(PY_GW, SW_GW, PY_ID, SW_ID, PY_NET, SW_NET, proposals=PROPOSALS, esp=ESP,
+                 auth="psk", extra=extra, child_extra=child_extra)  # fmt: skip
+
+
+def _up(py: Daemon, sw: Charon) -> dict[str, Any]:
+    out = py.cli("up", "gw", "--timeout", "20").stdout
+    assert "ESTABLISHED" in out and "INSTALLED" in out, out
+    wait_for(lambda: "INSTALLED" in sw.list_sas(), "charon's CHILD SA", 20, sw.log)
+    (ike,) = py.established()
+    return ike
+
+
+def _ping_flood(ns: Netns, seconds: float) -> subprocess.Popen[str]:
+    count = str(int(seconds / 0.05))
+    return subprocess.Popen(
+        ns.cmd("ping", "-c", count, "-i", "0.05", "-W", "2", "-I", PY_NET, SW_NET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _loss(ping: subprocess.Popen[str]) -> tuple[int, int, str]:
+    out, _ = ping.communicate(timeout=60)
+    found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert found, out
+    return int(found.group(1)), int(found.group(2)), out
+
+
+def _child_spis(py: Daemon) -> tuple[str, str]:
+    (ike,) = py.established()
+    (child,) = [c for c in ike["children"] if c["state"] == "installed"]
+    return child["spi_in"], child["spi_out"]
+
+
+def _same_sas(py: Daemon, sw: Charon) -> tuple[str, str, tuple[str, str]]:
+    """The IKE and CHILD SPIs pyipsec holds, once charon lists exactly the same."""
+    found: dict[str, Any] = {}
+
+    def same() -> bool:
+        sas = py.established()
+        if len(sas) != 1 or len(sas[0]["children"]) != 1:
+            return False
+        ike = sas[0]
+        child = ike["children"][0]
+        listing = sw.list_sas()
+        found.update(ike=ike, child=child)
+        return (
+            all(
+                x in listing
+                for x in (ike["spi_i"], ike["spi_r"], child["spi_in"], child["spi_out"])
+            )
+            and listing.count("INSTALLED") == 1
+        )
+
+    wait_for(same, "the same SAs on both sides", 10, sw.log)
+    ike, child = found["ike"], found["child"]
+    return ike["spi_i"], ike["spi_r"], (child["spi_in"], child["spi_out"])
+
+
+@pytest.mark.parametrize("rekeying", ["pyipsec", "charon"])
+def test_child_rekey_under_traffic(tmp_path: Path, rekeying: str) -> None:
+    _skip_without_strongswan()
+    short = "rekey_time = 6s\n    life_time = 9s"
+    with _setup(tmp_path) as (py, sw):
+        sw.start(_sw_conf(child_extra=short if rekeying == "charon" else ""))
+        py.start_with(_py_conf(child_extra=short if rekeying == "pyipsec" else ""))
+        _up(py, sw)
+        first = _same_sas(py, sw)
+        ping = _ping_flood(py.ns, 16)  # ~2-3 rekeys at 3-6 s (charon: 5.4-6 s)
+        seen = {first[2]}
+        deadline = time.monotonic() + 16
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            sas = py.established()
+            for sa in sas:
+                seen.update((c["spi_in"], c["spi_out"]) for c in sa["children"])
+        sent, received, out = _loss(ping)
+        assert sent >= 250 and received == sent, out + py.tail()[-3000:]
+        spi_i, spi_r, child = _same_sas(py, sw)
+        assert (spi_i, spi_r) == first[:2]  # the IKE SA stays
+        assert child != first[2] and len(seen) >= 3, seen  # new SPIs, seen by both sides
+        assert len(py.status()["sas"]) == 2  # the replaced pairs are gone
+
+
+@pytest.mark.parametrize("rekeying", ["pyipsec", "charon"])
+def test_ike_rekey_keeps_the_child_sa(tmp_path: Path, rekeying: str) -> None:
+    _skip_without_strongswan()
+    short = "rekey_time = 6s\n    over_time = 20s"
+    with _setup(tmp_path) as (py, sw):
+        sw.start(_sw_conf(extra=short if rekeying == "charon" else ""))
+        py.start_with(_py_conf(extra=short if rekeying == "pyipsec" else ""))
+        _up(py, sw)
+        first = _same_sas(py, sw)
+        ping = _ping_flood(py.ns, 9)
+        wait_for(lambda: py.established()[0]["spi_i"] != first[0], "an IKE rekey", 15, py.log)
+        sent, received, out = _loss(ping)
+        assert received == sent, out
+        spi_i, spi_r, child = _same_sas(py, sw)
+        assert spi_i != first[0] and spi_r != first[1]
+        assert child == first[2]  # RFC 7296 §2.18: the CHILD SA moved to the new IKE SA
+        (ike,) = py.established()
+        assert ike["initiator"] is (rekeying == "pyipsec")  # the rekey's initiator
+
+
+def test_dpd_after_charon_is_killed(tmp_path: Path) -> None:
+    _skip_without_strongswan()
+    dpd = "dpd_delay = 2s\n    dpd_timeout = 3s"
+    with _setup(tmp_path) as (py, sw):
+        sw.start(_sw_conf())
+        py.start_with(_py_conf(extra=dpd, child_extra="dpd_action = restart"))
+        _up(py, sw)
+        assert sw.proc is not None
+        os.killpg(sw.proc.pid, signal.SIGKILL)
+        sw.proc.wait(5)
+        killed = time.monotonic()
+        wait_for(lambda: not py.established(), "pyipsec to declare charon dead", 12, py.log)
+        gone = time.monotonic() - killed
+        assert gone <= 2 + 3 + 2.5, gone  # dpd_delay + dpd_timeout + a tick and the CLI
+        assert py.status()["sas"] == []  # the CHILD SAs went with the IKE SA
+        assert "peer dead" in py.tail()
+        # dpd_action = restart: pyipsec keeps initiating; charon comes back, the tunnel too.
+        sw2 = Charon(sw.ns, tmp_path / "charon2")
+        try:
+            sw2.start(_sw_conf())
+            wait_for(lambda: len(py.established()) == 1, "the restarted IKE SA", 30, py.log)
+            wait_for(lambda: "INSTALLED" in sw2.list_sas(), "charon's CHILD SA", 10, sw2.log)
+            ping = _ping_flood(py.ns, 1)
+            sent, received, out = _loss(ping)
+            assert received == sent, out
+        finally:
+            sw2.close()
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_key_log_decrypts_a_live_capture(tmp_path: Path) -> None:
+    _skip_without_strongswan()
+    with _setup(tmp_path) as (py, sw):
+        keys = tmp_path / "keys"
+        pcap = tmp_path / "ike.pcap"
+        sw.start(_sw_conf())
+        py.start_with(_py_conf(), "--ike-keylog", str(keys))
+        dump = py.ns.popen(["tcpdump", "-i", "any", "-U", "-w", str(pcap), "udp"],
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            time.sleep(1.5)  # tcpdump is listening
+            _up(py, sw)
+            ping = _ping_flood(py.ns, 1)
+            _loss(ping)
+            time.sleep(0.5)
+        finally:
+            dump.send_signal(signal.SIGINT)
+            dump.wait(10)
+        for name in ("ikev2_decryption_table", "esp_sa"):
+            assert (keys / name).stat().st_mode & 0o077 == 0  # root only
+        options = ["-o", "esp.enable_encryption_decode:TRUE"]
+        for table in ("ikev2_decryption_table", "esp_sa"):
+            for line in (keys / table).read_text().splitlines():
+                options += ["-o", f"uat:{table}:{line}"]
+        fields = ["isakmp.exchangetype", "isakmp.id.type", "isakmp.auth.method", "icmp.type"]
+
+        def rows(opts: list[str]) -> list[list[str]]:
+            cmd = ["tshark", "-n", "-r", str(pcap), *opts, "-T", "fields"]
+            for f in fields:
+                cmd += ["-e", f]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+            return [line.split("\t") for line in out.stdout.splitlines()]
+
+        decrypted = rows(options)
+        auth = [r for r in decrypted if r[0] == "35"]
+        # IKE_AUTH request and response, read inside SK with nothing but the key log.
+        assert len(auth) == 2 and all(r[1] and r[2] == "2" for r in auth), decrypted
+        assert sum(1 for r in decrypted if r[3] in ("0", "8")) >= 10  # ESP: echo both ways
+        # Without the key log the same capture shows nothing inside.
+        blind = rows([])
+        assert not [r for r in blind if r[0] == "35" and (r[1] or r[2])]
+        assert not [r for r in blind if r[3]]
