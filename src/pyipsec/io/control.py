@@ -294,7 +294,9 @@ class JsonControlHandler:
     def handle(self, data: bytes, conn: Connection) -> list[bytes]:
         try:
             request = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):
+            # Not UTF-8 or not JSON (both ValueErrors), but also what json itself cannot
+            # take: nesting deeper than the recursion limit, integers over 4300 digits.
             return encode_reply({"ok": False, "error": "request is not JSON"})
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return encode_reply({"ok": False, "error": 'request must be {"cmd": NAME, ...}'})
