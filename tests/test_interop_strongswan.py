@@ -293,11 +293,9 @@ def test_interop(tmp_path: Path, initiator: str, auth: str, proposals: str, esp:
         sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
         py, sw = Pyipsec(py_ns, py_dir), Charon(sw_ns, sw_dir)
         try:
-            extra = "send_cert = always"
-            if auth == "rsa":
-                # An RSA-2048 IKE_AUTH (cert + CERTREQ) passes charon's 1280-byte fragment
-                # size; pyipsec does not reassemble SKF fragments (RFC 7383) yet.
-                extra += "\n    fragmentation = no"
+            # An RSA-2048 IKE_AUTH (cert + CERTREQ) passes charon's 1280-byte fragment size:
+            # that case runs through RFC 7383 fragmentation both ways.
+            extra = "send_cert = always\n    fragmentation = yes"
             sw.start(
                 _conn(
                     SW_GW,
@@ -344,6 +342,12 @@ def test_interop(tmp_path: Path, initiator: str, auth: str, proposals: str, esp:
             _check_traffic(py, sw, tmp_path)
             text = py.cli("status").stdout
             assert "IKE SAs (1):" in text and "gw: ESTABLISHED" in text, text
+            if auth == "rsa":
+                # RFC 7383 both ways: charon split its IKE_AUTH message (pyipsec reassembled
+                # it) and reassembled the fragments pyipsec sent.
+                charon_log = sw.log.read_text(errors="replace")
+                assert "splitting IKE message" in charon_log, "charon sent no fragments"
+                assert "reassembled fragmented IKE message" in charon_log, "we sent none"
 
             py.cli("down", "gw")
             wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 10, sw.log)
