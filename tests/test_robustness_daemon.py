@@ -32,6 +32,7 @@ import os
 import random
 import socket
 import struct
+import subprocess
 import sys
 import textwrap
 import time
@@ -43,6 +44,7 @@ from typing import Any
 import pytest
 
 from daemon_pair import PYIPSEC, Layout, Pair, daemon_pair
+from netns import Netns
 from pyipsec.config.swanctl import parse_swanctl
 from pyipsec.engine.processor import Engine
 from pyipsec.engine.sa import SecurityAssociation
@@ -646,6 +648,7 @@ def test_raw_esp_door(env: Env, door: Door) -> None:
     sent = r4["sent"] + r6["sent"]
     print(f"\nraw ESP: sent {sent} (errors {r4['errors']} {r6['errors']}), daemon read "
           f"{received}, counted {drops} drops; stats {after['stats']}")  # fmt: skip
+    assert sent >= 0.9 * (len(v4) + len(v6)), (r4, r6)
     assert received >= 0.9 * sent
     # Every datagram the daemon read was a counted drop (survived() pings only after it
     # took the status, so no good packet is among them).
@@ -719,51 +722,101 @@ def _pfkey_replies(data: list[bytes]) -> tuple[int, int]:
     return len(data), sum(1 for d in data if len(d) >= 16 and d[2] != 0)
 
 
-@root
-def test_pfkey_door(env: Env, door: Door) -> None:
-    rng = env.rng("pfkey")
-    seeds = pfkey_seeds()
-    path = env.pair.sides["b"].run_dir / "pfkey.sock"
+@dataclass
+class Fuzzed:
+    """What one key-API fuzzing session saw."""
+
+    sent: int = 0
+    withheld: int = 0  # mutations that would still parse as an obeyed SAD/SPD change
+    closed: int = 0  # the server hung up after a non-empty datagram
+    replies: list[bytes] = field(default_factory=list)
+    last: list[bytes] = field(default_factory=list)  # replies to a valid request at the end
+
+
+def fuzz_socket(
+    path: Path,
+    rng: random.Random,
+    seeds: list[bytes],
+    header: Callable[[random.Random, int], bytes],
+    safe: Callable[[bytes], bool],
+    final: bytes,
+) -> Fuzzed:
+    """Random bytes, a plausible header before garbage, mutated seeds; then ``final``
+    (a valid dump request) to see the socket still works; then clients that connect and
+    go at once, or send and go without reading."""
+    out = Fuzzed()
     sock = _unix(path)
-    replies: list[bytes] = []
-    sent = skipped = closed = 0
-    while sent < 2 * ROUNDS:
+    while out.sent < 2 * ROUNDS:
         pick = rng.randrange(5)
         if pick == 0:
             data = rng.randbytes(rng.randint(0, 200))
         elif pick == 1:
-            # A plausible header (version 2, a known type) before garbage.
-            data = bytes([2, rng.randint(1, 24), 0, 3]) + rng.randbytes(rng.randint(0, 120))
+            data = header(rng, out.sent)
         else:
             data = mutate(rng.choice(seeds), rng)
-        if not pfkey_safe(data):
-            skipped += 1
+        if not safe(data):
+            out.withheld += 1
             continue
         got, was_closed = _exchange(sock, data, quiet=0.002)
-        replies += got
-        sent += 1
+        out.replies += got
+        out.sent += 1
         if was_closed:
             # An empty SOCK_SEQPACKET datagram reads as end of file: the server hangs
             # up, rightly. Any other close is a handler failure.
-            closed += bool(data)
+            out.closed += bool(data)
             sock.close()
             sock = _unix(path)
-    replies += _drain(sock, 0.3)[0]  # what is still under way, before the last check
-    got, _ = _exchange(sock, seeds[1], quiet=0.3)  # a DUMP: the socket still works
-    replies += got
+    out.replies += _drain(sock, 0.3)[0]  # what is still under way, before the last check
+    out.last, _ = _exchange(sock, final, quiet=0.3)
     sock.close()
-    # Clients that connect and go at once, or send and go without reading.
     for i in range(20):
         with _unix(path) as s:
             if i % 2:
-                s.send(seeds[0])
+                s.send(final)
+    return out
+
+
+def _pfkey_header(rng: random.Random, n: int) -> bytes:
+    # Version 2, a known type, then garbage.
+    return bytes([2, rng.randint(1, 24), 0, 3]) + rng.randbytes(rng.randint(0, 120))
+
+
+def _xfrm_header(rng: random.Random, n: int) -> bytes:
+    body = rng.randbytes(rng.randint(0, 200))
+    mtype = rng.choice([*XFRM_HARMLESS, XFRM_MSG_PYIPSEC_SUBSCRIBE, 3, 0x29, 0xFFFF])
+    return struct.pack("=IHHII", 16 + len(body), mtype, REQ, n, 4242) + body
+
+
+def fuzz_pfkey(path: Path, rng: random.Random) -> Fuzzed:
+    seeds = pfkey_seeds()
+    out = fuzz_socket(path, rng, seeds, _pfkey_header, pfkey_safe, seeds[1])
+    refused = sum(1 for d in out.replies if len(d) >= 16 and d[2] != 0)  # sadb_msg_errno
+    print(f"\nPF_KEY: {out.sent} requests ({out.withheld} mutations withheld: they would "
+          f"be obeyed), {len(out.replies)} replies, {refused} refusals with an errno, "
+          f"{out.closed} closes")  # fmt: skip
+    assert out.closed == 0
+    assert refused > 0.3 * out.sent
+    return out
+
+
+def fuzz_xfrm(path: Path, rng: random.Random) -> Fuzzed:
+    seeds = xfrm_seeds()
+    out = fuzz_socket(path, rng, seeds, _xfrm_header, xfrm_safe, seeds[1])
+    refused = _nl_errors(out.replies)
+    print(f"\nxfrm: {out.sent} requests ({out.withheld} withheld), {len(out.replies)} reply "
+          f"datagrams, {refused} netlink errors, {out.closed} closes")  # fmt: skip
+    assert out.closed == 0
+    assert refused > 0.3 * out.sent
+    assert out.last and _nl_errors(out.last) == 0
+    return out
+
+
+@root
+def test_pfkey_door(env: Env, door: Door) -> None:
+    out = fuzz_pfkey(env.pair.sides["b"].run_dir / "pfkey.sock", env.rng("pfkey"))
     door.survived()
-    n, refused = _pfkey_replies(replies)
-    print(f"\nPF_KEY: {sent} requests ({skipped} mutations withheld: they would be "
-          f"obeyed), {n} replies, {refused} refusals with an errno, {closed} closes")  # fmt: skip
-    assert closed == 0
-    assert refused > 0.3 * sent
-    assert any(len(r) > 16 and r[1] == pk.SADB_DUMP and r[2] == 0 for r in got)
+    # The DUMP at the end is answered with the SAs, not an errno.
+    assert any(len(r) > 16 and r[1] == pk.SADB_DUMP and r[2] == 0 for r in out.last)
 
 
 def _nl_errors(data: list[bytes]) -> int:
@@ -778,49 +831,8 @@ def _nl_errors(data: list[bytes]) -> int:
 
 @root
 def test_xfrm_door(env: Env, door: Door) -> None:
-    rng = env.rng("xfrm")
-    seeds = xfrm_seeds()
-    path = env.pair.sides["b"].run_dir / "xfrm.sock"
-    sock = _unix(path)
-    replies: list[bytes] = []
-    sent = skipped = closed = 0
-    while sent < 2 * ROUNDS:
-        pick = rng.randrange(5)
-        if pick == 0:
-            data = rng.randbytes(rng.randint(0, 200))
-        elif pick == 1:
-            body = rng.randbytes(rng.randint(0, 200))
-            mtype = rng.choice([*XFRM_HARMLESS, XFRM_MSG_PYIPSEC_SUBSCRIBE, 3, 0x29, 0xFFFF])
-            data = struct.pack("=IHHII", 16 + len(body), mtype, REQ, sent, 4242) + body
-        else:
-            data = mutate(rng.choice(seeds), rng)
-        if not xfrm_safe(data):
-            skipped += 1
-            continue
-        got, was_closed = _exchange(sock, data, quiet=0.002)
-        replies += got
-        sent += 1
-        if was_closed:
-            # An empty SOCK_SEQPACKET datagram reads as end of file: the server hangs
-            # up, rightly. Any other close is a handler failure.
-            closed += bool(data)
-            sock.close()
-            sock = _unix(path)
-    replies += _drain(sock, 0.3)[0]  # what is still under way, before the last check
-    got, _ = _exchange(sock, seeds[1], quiet=0.3)  # a dump: the socket still works
-    replies += got
-    sock.close()
-    for i in range(20):
-        with _unix(path) as s:
-            if i % 2:
-                s.send(seeds[1])
+    fuzz_xfrm(env.pair.sides["b"].run_dir / "xfrm.sock", env.rng("xfrm"))
     door.survived()
-    refused = _nl_errors(replies)
-    print(f"\nxfrm: {sent} requests ({skipped} withheld), {len(replies)} reply datagrams, "
-          f"{refused} netlink errors, {closed} closes")  # fmt: skip
-    assert closed == 0
-    assert refused > 0.3 * sent
-    assert got and _nl_errors(got) == 0
 
 
 def _json_value(rng: random.Random, depth: int = 0) -> Any:
@@ -1040,3 +1052,50 @@ def test_tun_door(env: Env, door: Door, size: str) -> None:
           f"io {after['daemon']['io']}")  # fmt: skip
     assert read >= 0.9 * result["sent"]
     assert door.delta(after, "stats/XfrmOutError") > 0
+
+
+@root
+def test_kernel_data_plane_key_apis(tmp_path: Path) -> None:
+    """``--data-plane kernel``: the same pfkey.sock/xfrm.sock/control.sock fuzzing, the
+    requests now going on to the namespace's kernel through netlink."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    run_dir, log = tmp_path / "run", tmp_path / "daemon.log"
+    with Netns.create("kfuzz") as ns:
+        with log.open("wb") as out:
+            proc = ns.popen(
+                [*PYIPSEC, "daemon", "--data-plane", "kernel", "--run-dir", str(run_dir),
+                 "--foreground", "--log", "debug"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not (run_dir / "pyipsec.pid").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        conf = tmp_path / "policy.conf"
+        conf.write_text(
+            "spdadd 198.51.100.0/24 203.0.113.0/24 any -P out ipsec "
+            "esp/tunnel/192.0.2.1-192.0.2.2/require;\n"
+        )
+        ns.run(*PYIPSEC, "setkey", "--run-dir", str(run_dir), "-f", str(conf))
+        policy = "src 198.51.100.0/24 dst 203.0.113.0/24"
+        assert policy in ns.run("ip", "xfrm", "policy")
+        rng = random.Random(f"{SEED}-kernel")
+        fuzz_pfkey(run_dir / "pfkey.sock", rng)
+        fuzz_xfrm(run_dir / "xfrm.sock", rng)
+        sock = _unix(run_dir / "control.sock")
+        answered = 0
+        for data in control_inputs(rng)[:50] + PARSER_CHOKES:
+            parts, closed = _control_call(sock, data, 5.0)
+            answered += _control_reply(parts) is not None
+            if closed:
+                sock.close()
+                sock = _unix(run_dir / "control.sock")
+        sock.close()
+        assert proc.poll() is None, log.read_text()[-4000:]
+        status = json.loads(ns.run(*PYIPSEC, "status", "--json", "--run-dir", str(run_dir)))
+        assert status["daemon"]["pid"] == proc.pid
+        assert answered >= 50
+        assert policy in ns.run("ip", "xfrm", "policy"), "the kernel lost the policy"
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, text[-6000:]
