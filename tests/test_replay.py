@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from pyipsec.engine.replay import ReplayWindow
@@ -117,3 +117,27 @@ def test_against_a_set_model(seqs: list[int], size: int) -> None:
             w.advance(s)
             seen.add(s)
             top = max(top, s)
+
+
+@given(
+    st.sampled_from([0, 1, 64, 1024, 4096]),
+    st.integers(0, (1 << 64) - 1),
+    st.integers(0, 0xFFFFFFFF),
+)
+def test_fresh_span_is_where_check_stays_in_the_top_subspace(size, top, delta) -> None:
+    """The SA's fast paths take tl < seq_lo < tl + fresh_span as new packets of top's
+    2^32 subspace without calling check(): check() must agree exactly there, and put
+    any other seq_lo above tl elsewhere (the next subspace is never inferred there)."""
+    w = ReplayWindow(size, esn=True)
+    w.top = top
+    tl = top & 0xFFFFFFFF
+    assume(tl < 0xFFFFFFFF)
+    seq_lo = tl + 1 + delta % (0xFFFFFFFF - tl)  # above tl
+    try:
+        full = w.check(seq_lo)
+    except PacketDropped:
+        full = None
+    if seq_lo < tl + w.fresh_span:
+        assert full == top - tl + seq_lo
+    else:
+        assert full != top - tl + seq_lo

@@ -6,6 +6,8 @@ the same counters and the same window."""
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
+from pyipsec.crypto import esp_cipher
 from pyipsec.engine.sa import SecurityAssociation
 from pyipsec.errors import PacketDropped, SequenceExhausted
 from pyipsec.wire.esp import PAD_BYTES
@@ -31,12 +34,18 @@ OTHER = {
 def twins(enc: str, **kw: object) -> tuple[SecurityAssociation, SecurityAssociation]:
     args = dict(OTHER[enc]) if enc in OTHER else dict(enc=enc, enc_key=KEY[enc])
     args.update(kw)
-    fast = SecurityAssociation(0x1000, "192.0.2.1", "192.0.2.2", **args)  # type: ignore[arg-type]
-    slow = SecurityAssociation(0x1000, "192.0.2.1", "192.0.2.2", **args)  # type: ignore[arg-type]
+    # Same CBC randomness (initial chaining value, IV prefix): the same bytes out.
+    fixed = os.urandom(64)
+    with mock.patch.object(esp_cipher, "os", SimpleNamespace(urandom=lambda k: fixed[:k])):
+        fast = SecurityAssociation(0x1000, "192.0.2.1", "192.0.2.2", **args)  # type: ignore[arg-type]
+        slow = SecurityAssociation(0x1000, "192.0.2.1", "192.0.2.2", **args)  # type: ignore[arg-type]
     assert fast._fast_v4
     assert (fast._fast_aead is not None) == (enc in ENC)
     slow._fast_v4 = False
     slow._fast_aead = None
+    slow._pl_fast = slow._pl_open = (
+        False  # esp_encrypt/esp_decrypt's (see test_sa_payload_fastpath)
+    )
     return fast, slow
 
 
@@ -91,16 +100,7 @@ def test_encapsulate_agrees(enc, size, tos, df, tfc, seq, ident) -> None:
             bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", tc=tos) / bytes(size))]  # fmt: skip
     for pkt in pkts:
         for view in (pkt, bytearray(pkt), memoryview(pkt)):
-            a, b = run(fast.encapsulate, view), run(slow.encapsulate, view)
-            if enc == "aes128+sha256" and isinstance(a, bytes) and isinstance(b, bytes):
-                # The CBC IVs are unpredictable (RFC 3602 §2), so compare the headers
-                # and lengths, and what a receiver makes of both.
-                rx = twins(enc, replay_window=0, tfc_pad=tfc)[1]
-                rx._cipher = fast._cipher
-                assert a[:28] == b[:28] and len(a) == len(b)
-                assert run(rx.decapsulate, a) == run(rx.decapsulate, b)
-            else:
-                assert a == b
+            assert run(fast.encapsulate, view) == run(slow.encapsulate, view)
             assert state(fast) == state(slow)
 
 

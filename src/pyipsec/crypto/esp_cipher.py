@@ -13,10 +13,13 @@ packet:
 
   IV construction. A running CBC context alone would use the previous ciphertext block
   as the next IV, which an attacker knows in advance: RFC 3602 §2 requires IVs that
-  cannot be predicted. So each packet first pushes a counter block N through the
+  cannot be predicted. So each packet first pushes a nonce block N through the
   running encryptor; its output IV = E_k(C_prev XOR N) is the packet's IV (SP 800-38A
-  Appendix C: an IV obtained by enciphering a nonce under the key). The encryptor's
-  chaining value is then IV, so the blocks that follow are exactly CBC(k, IV, P).
+  Appendix C: an IV obtained by enciphering a nonce under the key). N is a secret
+  random 64-bit prefix followed by the packet's 64-bit sequence number, which an SA
+  never repeats (RFC 4303 §3.3.3), so N is unique per packet and needs no state of its
+  own. The encryptor's chaining value is then IV, so the blocks that follow are
+  exactly CBC(k, IV, P).
   Decryption feeds the received IV block to the running decryptor first: its output
   is discarded and the chaining value becomes IV, so the rest is plain CBC decryption.
   Lengths are checked to be block multiples before anything reaches a running
@@ -49,7 +52,8 @@ _HDR_IV = struct.Struct("!IIQ")  # header followed by the 64-bit sequence number
 _AAD_ESN = struct.Struct("!III")  # SPI, seq_hi, seq_lo
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
-_CTR = struct.Struct("!QQ")
+# CBC IV nonce block: secret 64-bit prefix, 64-bit sequence number (module docstring).
+NONCE_BLOCK = struct.Struct("!QQ")
 _NONCE = struct.Struct("!4sQ")  # salt, 64-bit IV
 _M32 = 0xFFFFFFFF
 
@@ -145,12 +149,12 @@ class AeadEspCipher(EspCipher):
 class _HmacMixin:
     __slots__ = ()
 
-    _mac: _hmac.HMAC
+    mac: _hmac.HMAC  # pre-keyed, only ever copied
     _icv: int
     esn: bool
 
     def compute_icv(self, *parts: Buffer, seq_hi: int = 0) -> bytes:
-        h = self._mac.copy()
+        h = self.mac.copy()
         for p in parts:
             h.update(p)
         if self.esn:
@@ -165,36 +169,48 @@ def _make_hmac(integ: IntegAlgorithm, key: bytes) -> _hmac.HMAC:
 
 
 class CbcHmacEspCipher(_HmacMixin, EspCipher):
-    """AES-CBC (RFC 3602) with HMAC-SHA1-96 / HMAC-SHA2 (RFC 2404, RFC 4868)."""
+    """AES-CBC (RFC 3602) with HMAC-SHA1-96 / HMAC-SHA2 (RFC 2404, RFC 4868).
 
-    __slots__ = ("_ctr", "_ctr_hi", "_dec", "_enc", "_icv", "_key", "_mac")
+    ``encryptor``, ``decryptor`` (the running CBC contexts), ``mac`` (the pre-keyed HMAC
+    context, only ever ``copy()``'d) and ``iv_prefix`` (the secret first half of each
+    IV nonce block) are public so that the SA's fast paths can do what ``encrypt`` and
+    ``decrypt`` do without a method call; like the AEAD object they are never logged
+    or shown (``__repr__`` omits them).
+    """
+
+    __slots__ = ("_icv", "_key", "decryptor", "encryptor", "iv_prefix", "mac")
 
     def __init__(
         self, alg: EncAlgorithm, key: bytes, integ: IntegAlgorithm, ikey: bytes, esn: bool
     ) -> None:
         self._key = key
         # The starting chaining values are random so that the first IV is too.
-        self._enc: CipherContext = Cipher(_alg.AES(key), _modes.CBC(os.urandom(16))).encryptor()
-        self._dec: CipherContext = Cipher(_alg.AES(key), _modes.CBC(bytes(16))).decryptor()
-        self._ctr_hi = int.from_bytes(os.urandom(8), "big")
-        self._ctr = 0
-        self._mac = _make_hmac(integ, ikey)
+        self.encryptor: CipherContext = Cipher(
+            _alg.AES(key), _modes.CBC(os.urandom(16))
+        ).encryptor()
+        self.decryptor: CipherContext = Cipher(_alg.AES(key), _modes.CBC(bytes(16))).decryptor()
+        self.iv_prefix = int.from_bytes(os.urandom(8), "big")
+        self.mac = _make_hmac(integ, ikey)
         self._icv = integ.icv_size
         self.iv_size = 16
         self.block_size = 16
         self.icv_size = integ.icv_size
         self.esn = esn
 
+    def __repr__(self) -> str:
+        return f"CbcHmacEspCipher(icv_size={self.icv_size}, esn={self.esn})"
+
     def encrypt(
         self, prefix: bytes, spi: int, seq: int, plaintext: Buffer, tail: bytes = b""
     ) -> bytes:
         # Hot path, kept flat: one copy of the payload into the encryptor's input, one
         # HMAC context copied from the pre-keyed one, one join for the output.
-        self._ctr = ctr = (self._ctr + 1) & 0xFFFFFFFFFFFFFFFF
         # Output = E(C_prev ^ N) || CBC(k, that IV, plaintext): see the module docstring.
-        iv_ct = self._enc.update(b"".join((_CTR.pack(self._ctr_hi, ctr), plaintext, tail)))
+        iv_ct = self.encryptor.update(
+            b"".join((NONCE_BLOCK.pack(self.iv_prefix, seq), plaintext, tail))
+        )
         hdr = _HDR.pack(spi, seq & _M32)
-        h = self._mac.copy()
+        h = self.mac.copy()
         h.update(hdr)
         h.update(iv_ct)
         if self.esn:
@@ -219,16 +235,16 @@ class CbcHmacEspCipher(_HmacMixin, EspCipher):
         if not _std_hmac.compare_digest(self.compute_icv(mv[:end], seq_hi=seq_hi), mv[end:]):
             return None
         # Verified (encrypt-then-MAC): the IV block steers the running decryptor.
-        return memoryview(self._dec.update(mv[8:end]))[16:]
+        return memoryview(self.decryptor.update(mv[8:end]))[16:]
 
 
 class NullHmacEspCipher(_HmacMixin, EspCipher):
     """NULL encryption (RFC 2410) with an HMAC integrity algorithm."""
 
-    __slots__ = ("_icv", "_mac")
+    __slots__ = ("_icv", "mac")
 
     def __init__(self, integ: IntegAlgorithm, ikey: bytes, esn: bool) -> None:
-        self._mac = _make_hmac(integ, ikey)
+        self.mac = _make_hmac(integ, ikey)
         self._icv = integ.icv_size
         self.iv_size = 0
         self.block_size = 4

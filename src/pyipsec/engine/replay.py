@@ -26,7 +26,7 @@ class ReplayWindow:
     half the 32-bit space wide (RFC 4303 Appendix A2 with W = 2^31).
     """
 
-    __slots__ = ("_infer_w", "_mask", "bitmap", "esn", "size", "top")
+    __slots__ = ("_infer_w", "bitmap", "esn", "fresh_span", "mask", "size", "top")
 
     def __init__(self, size: int, *, esn: bool = False) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_WINDOW:
@@ -35,8 +35,13 @@ class ReplayWindow:
         self.esn = bool(esn)
         self.top = 0  # highest authenticated sequence number (full 64 bits with ESN)
         self.bitmap = 0
-        self._mask = (1 << size) - 1
+        self.mask = (1 << size) - 1  # bitmap bits kept by advance
         self._infer_w = size if size else 1 << 31
+        # With ESN, check() puts a seq_lo with top_lo < seq_lo < top_lo + fresh_span in
+        # top's 2^32 subspace, above top: a packet the window accepts without looking
+        # at its bitmap (the branches of Appendix A2.2 that give th << 32 | seq_lo). The
+        # SA's fast paths use this bound instead of calling check().
+        self.fresh_span = (1 << 32) - self._infer_w + 1
 
     def check(self, seq_lo: int) -> int:
         """Return the full sequence number of a received packet, or raise PacketDropped.
@@ -81,7 +86,7 @@ class ReplayWindow:
         top = self.top
         if seq > top:
             shift = seq - top
-            self.bitmap = ((self.bitmap << shift) | 1) & self._mask if shift < self.size else 1
+            self.bitmap = ((self.bitmap << shift) | 1) & self.mask if shift < self.size else 1
             self.top = seq
         elif self.size:
             self.bitmap |= 1 << (top - seq)

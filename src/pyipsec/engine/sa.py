@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from pyipsec.crypto.algorithms import EncAlgorithm, IntegAlgorithm, enc_by_name, integ_by_name
 from pyipsec.crypto.esp_cipher import (
+    NONCE_BLOCK,
     AeadEspCipher,
     Buffer,
     CbcHmacEspCipher,
@@ -24,7 +26,7 @@ from pyipsec.crypto.esp_cipher import (
 )
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.replay import ReplayWindow
-from pyipsec.engine.sa_headers import ecn_decap, fix_l4_checksum, ipv6_front
+from pyipsec.engine.sa_headers import ecn_decap, fix_l4_checksum, ipv6_front, locate_esp
 from pyipsec.errors import ConfigError, PacketDropped, ParseError, Reason, SequenceExhausted
 from pyipsec.wire.esp import ESP_HEADER, NEXT_HEADER_NONE, PAD_BYTES, TRAILERS, trailer
 from pyipsec.wire.ip import (
@@ -48,6 +50,9 @@ _V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
 _V4_ESP_IN = struct.Struct("!BBH2xHxB10xIIQ")
 _V4_TRAILERS = TRAILERS[IPPROTO_IPIP]
 _NONCE = struct.Struct("!4sQ")
+_HDR_IV = struct.Struct("!IIQ")  # SPI, seq_lo, 64-bit sequence number as the AEAD IV
+_AAD_ESN = struct.Struct("!III")  # SPI, seq_hi, seq_lo (RFC 4106 §5)
+_U32 = struct.Struct("!I")
 _OUTER_TTL = 64
 _M32 = 0xFFFFFFFF
 
@@ -119,10 +124,16 @@ class SecurityAssociation:
         "_fast_aead",
         "_fast_total",
         "_fast_v4",
+        "_icv",
         "_ident",
         "_min_esp",
         "_outer_proto",
         "_pair",
+        "_pl_aead",
+        "_pl_block",
+        "_pl_cbc",
+        "_pl_fast",
+        "_pl_open",
         "_salt",
         "_seq_max",
         "_tunnel",
@@ -243,6 +254,17 @@ class SecurityAssociation:
             self._salt = c.salt
             if self._fast_v4 and not esn:
                 self._fast_aead = c.aead
+        # Payload-level fast paths (esp_encrypt/esp_decrypt, what the processor calls:
+        # its sockets add and strip the outer headers, so any family or encapsulation).
+        # esp_encrypt's serves every SA (``_pl_fast``), calling the AEAD object or the
+        # running CBC contexts directly; esp_decrypt's serves tunnel-mode AEAD and
+        # CBC+HMAC SAs (``_pl_open``), with ``_pl_block`` the length granularity.
+        self._icv = c.icv_size
+        self._pl_fast = True
+        self._pl_aead = c.aead if isinstance(c, AeadEspCipher) else None
+        self._pl_cbc = c if isinstance(c, CbcHmacEspCipher) else None
+        self._pl_open = self._tunnel and (self._pl_aead is not None or self._pl_cbc is not None)
+        self._pl_block = 16 if self._cbc else 1
         # Outer length = inner length + this + padding.
         self._fast_total = 20 + self._esp_fixed + 2
         udp = 8 if encap else 0
@@ -279,9 +301,46 @@ class SecurityAssociation:
 
     def esp_encrypt(self, payload: Buffer, next_header: int) -> bytes:
         """ESP packet (header, IV, ciphertext, ICV) carrying ``payload``."""
+        n = len(payload)
+        seq = self.seq_out + 1
+        if self._pl_fast and n >= self.tfc_pad and seq <= self._seq_max and 0 <= next_header <= 255:
+            # Fast path (the processor's tunnel-mode outbound path): what the general
+            # path below does when no TFC padding is due and a sequence number is left,
+            # flattened; the trailer comes from the table (alignment at most 16).
+            self.seq_out = seq
+            tail = TRAILERS[next_header][-(n + 2) % self._align]
+            lo = seq & _M32
+            aead = self._pl_aead
+            if aead is not None:
+                # IV = the 64-bit sequence number (RFC 4106 §3.1, RFC 7634 §2); AAD =
+                # SPI || seq_lo, or SPI || seq_hi || seq_lo with ESN (RFC 4106 §5).
+                hdr = _HDR_IV.pack(self.spi, lo, seq)
+                out = hdr + aead.encrypt(
+                    _NONCE.pack(self._salt, seq),
+                    b"".join((payload, tail)),
+                    _AAD_ESN.pack(self.spi, seq >> 32, lo) if self.esn else hdr[:8],
+                )
+            elif (cbc := self._pl_cbc) is not None:
+                # CbcHmacEspCipher.encrypt inlined: the nonce block pushed through the
+                # running encryptor gives an unpredictable IV (see crypto/esp_cipher).
+                iv_ct = cbc.encryptor.update(
+                    b"".join((NONCE_BLOCK.pack(cbc.iv_prefix, seq), payload, tail))
+                )
+                hdr = ESP_HEADER.pack(self.spi, lo)
+                h = cbc.mac.copy()
+                h.update(hdr)
+                h.update(iv_ct)
+                if self.esn:
+                    h.update(_U32.pack(seq >> 32))  # RFC 4303 §2.2.1: in the ICV, not sent
+                out = b"".join((hdr, iv_ct, h.finalize()[: self._icv]))
+            else:
+                out = self._cipher.encrypt(b"", self.spi, seq, payload, tail)
+            counters = self.counters
+            counters.packets += 1
+            counters.bytes += n
+            return out
         if not 0 <= next_header <= 255:
             raise ValueError("next_header must be 0..255")
-        n = len(payload)
         seq = self._next_seq()
         if self._tunnel and self.tfc_pad > n and next_header in (IPPROTO_IPIP, IPPROTO_IPV6):
             payload = bytes(payload) + bytes(self.tfc_pad - n)
@@ -506,7 +565,7 @@ class SecurityAssociation:
             raise PacketDropped(Reason.DUMMY, "dummy packet (RFC 4303 §2.6)")
         return nh, pt, end
 
-    def _finish_tunnel(self, nh: int, pt: bytes, m: int, pad: int) -> bytes:
+    def _finish_tunnel(self, nh: int, pt: Buffer, m: int, pad: int) -> bytes:
         """The tail of _open and _decap for an authenticated tunnel-mode plaintext whose
         trailer starts at ``m`` with ``pad`` bytes of padding in front (no ECN change)."""
         end = m - pad
@@ -518,7 +577,7 @@ class SecurityAssociation:
         counters = self.counters
         counters.packets += 1
         counters.bytes += ilen
-        return pt[:ilen]
+        return bytes(pt[:ilen])
 
     def _inner_length(self, nh: int, pt: Buffer, end: int) -> int:
         """Length of the tunnel-mode inner packet (TFC padding excluded)."""
@@ -543,37 +602,90 @@ class SecurityAssociation:
 
         In tunnel mode the payload is the inner packet without TFC padding.
         """
-        aead = self._fast_aead
-        if aead is not None and len(esp) >= 40:
-            # The AEAD fast path of decapsulate, for sockets that strip the outer header.
-            spi, seq = ESP_HEADER.unpack_from(esp)
+        n = len(esp)
+        if self._pl_open and n >= self._min_esp:
+            # Fast path (the processor's tunnel-mode inbound path, AEAD or CBC+HMAC,
+            # ESN or not): a packet of this SPI, a whole number of blocks, with a
+            # sequence number the window takes without looking at its bitmap. Anything
+            # else goes to _open before any state changes. Order as there: replay
+            # check, ICV, window advance, trailer checks.
+            spi, lo = ESP_HEADER.unpack_from(esp)
             replay = self.replay
-            if spi == self.spi and seq and (seq > replay.top or not replay.size):
+            top = replay.top
+            if self.esn:
+                tl = top & _M32
+                seq = top - tl + lo if tl < lo < tl + replay.fresh_span else 0
+            else:
+                seq = lo if lo > top or not replay.size else 0  # 0 is never fast
+            if seq and spi == self.spi and not (n - self._esp_fixed) % self._pl_block:
                 mv = memoryview(esp)
-                try:
-                    plain = aead.decrypt(self._salt + mv[8:16], mv[16:], mv[:8])
-                except InvalidTag:
+                pt: bytes | None = None
+                at = 0
+                aead = self._pl_aead
+                cbc = self._pl_cbc
+                if aead is not None:
+                    try:
+                        pt = aead.decrypt(
+                            self._salt + mv[8:16],
+                            mv[16:],
+                            _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else mv[:8],
+                        )
+                    except InvalidTag:
+                        pt = None
+                elif cbc is not None:  # always, when not AEAD (see _pl_open)
+                    # CbcHmacEspCipher.decrypt inlined: encrypt-then-MAC, so the ICV is
+                    # checked first (constant time); the IV block then steers the
+                    # running decryptor and its output block is skipped.
+                    at = 16
+                    icv_at = n - self._icv
+                    h = cbc.mac.copy()
+                    h.update(mv[:icv_at])
+                    if self.esn:
+                        h.update(_U32.pack(seq >> 32))
+                    if compare_digest(h.finalize()[: self._icv], mv[icv_at:]):
+                        pt = cbc.decryptor.update(mv[8:icv_at])
+                if pt is None:
                     counters = self.counters
                     counters.integrity_failed += 1
                     _drop(counters, Reason.IN_STATE_PROTO_ERROR)
-                    raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "ICV mismatch") from None
-                replay.advance(seq)  # only once authenticated (RFC 4303 §3.4.3)
-                m = len(plain) - 2
-                nh = plain[m + 1]
+                    raise PacketDropped(Reason.IN_STATE_PROTO_ERROR, "ICV mismatch")
+                # ReplayWindow.advance inlined, only once authenticated (RFC 4303
+                # §3.4.3); without a window seq may be old, and then nothing moves.
+                if seq > top:
+                    shift = seq - top
+                    replay.bitmap = (
+                        (replay.bitmap << shift | 1) & replay.mask if shift < replay.size else 1
+                    )
+                    replay.top = seq
+                m = len(pt) - 2
+                pad = pt[m]
+                end = m - pad
+                # The usual trailer (under 16 bytes of padding, next header 4) compared
+                # whole, then the inner IPv4 length.
+                if end >= at + 20 and pad < 16 and pt[end:] == _V4_TRAILERS[pad]:
+                    ilen = pt[at + 2] << 8 | pt[at + 3]
+                    if pt[at] >> 4 == 4 and 20 <= ilen <= end - at:
+                        counters = self.counters
+                        counters.packets += 1
+                        counters.bytes += ilen
+                        return IPPROTO_IPIP, pt[at : at + ilen]
+                nh = pt[m + 1]
+                # Authenticated but not a plain IPv4 inner packet: the general checks
+                # name the reason (or accept an IPv6 inner packet).
                 try:
-                    return nh, self._finish_tunnel(nh, plain, m, plain[m])
+                    return nh, self._finish_tunnel(nh, memoryview(pt)[at:], m - at, pad)
                 except PacketDropped as exc:
                     _drop(self.counters, exc.reason)
                     raise
         try:
             mv = memoryview(esp)
-            nh, pt, end = self._open(mv)
+            nh, body, end = self._open(mv)
             if self._tunnel:
-                end = self._inner_length(nh, pt, end)
+                end = self._inner_length(nh, body, end)
         except PacketDropped as exc:
             _drop(self.counters, exc.reason)
             raise
-        out = bytes(pt[:end])
+        out = bytes(body[:end])
         self.counters.packets += 1
         self.counters.bytes += end
         return nh, out
@@ -636,63 +748,7 @@ class SecurityAssociation:
             raise
 
     def _decap(self, mv: memoryview) -> bytes:
-        n = len(mv)
-        if n < 20:
-            raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IP header")
-        b0 = mv[0]
-        v = b0 >> 4
-        if v == 4:
-            ihl = (b0 & 15) * 4
-            end = mv[2] << 8 | mv[3]
-            if ihl < 20 or end < ihl or end > n:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv4 header")
-            if (mv[6] & 0x3F) | mv[7]:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "fragment (reassembly comes first)")
-            proto = mv[9]
-            off = ihl
-            nh_at = 9
-            outer_ecn = mv[1] & 3
-        elif v == 6:
-            if n < 40:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IPv6 header")
-            end = 40 + (mv[4] << 8 | mv[5])
-            if end > n:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv6 payload length")
-            proto = mv[6]
-            off = 40
-            nh_at = 6
-            if proto != IPPROTO_ESP and proto != IPPROTO_UDP:
-                try:
-                    nh_at, off = ipv6_front(mv, end)
-                except ParseError as exc:
-                    raise PacketDropped(Reason.IN_HDR_ERROR, str(exc)) from None
-                proto = mv[nh_at]
-            outer_ecn = (mv[1] >> 4) & 3
-        else:
-            raise PacketDropped(Reason.IN_HDR_ERROR, f"IP version {v}")
-        if v != self.family:
-            raise PacketDropped(Reason.IN_STATE_MISMATCH, "address family differs from the SA")
-        if proto == IPPROTO_UDP:
-            if self.encap is None:
-                raise PacketDropped(Reason.IN_STATE_MISMATCH, "UDP-encapsulated, SA is not")
-            if end - off < 8:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "truncated UDP header")
-            ulen = mv[off + 4] << 8 | mv[off + 5]
-            if ulen < 8 or off + ulen > end:
-                raise PacketDropped(Reason.IN_HDR_ERROR, "bad UDP length")
-            end = off + ulen
-            esp_at = off + 8
-            if end - esp_at == 1 and mv[esp_at] == 0xFF:
-                raise PacketDropped(Reason.NAT_KEEPALIVE, "NAT keepalive (RFC 3948 §2.3)")
-            if end - esp_at >= 4 and not any(mv[esp_at : esp_at + 4]):
-                raise PacketDropped(Reason.NON_ESP, "non-ESP marker: IKE, not ESP")
-        elif proto == IPPROTO_ESP:
-            # Accepted on a UDP-encapsulated SA too: a socket layer that strips the UDP
-            # header (and checks the encapsulation itself) hands us IP/ESP.
-            esp_at = off
-        else:
-            raise PacketDropped(Reason.IN_HDR_ERROR, f"protocol {proto} is not ESP")
-
+        v, off, nh_at, esp_at, end, outer_ecn = locate_esp(mv, self.family, bool(self.encap))
         nh, pt, pend = self._open(mv[esp_at:end])
         counters = self.counters
         if self._tunnel:

@@ -1,6 +1,7 @@
 """Header helpers of the SA's general (non-fast) paths: where ESP goes in an IPv6
-packet, the RFC 6040 ECN update of a decapsulated inner packet, and the RFC 3948
-transport-mode checksum fix-up behind a NAT.
+packet, where it is in a received outer packet, the RFC 6040 ECN update of a
+decapsulated inner packet, and the RFC 3948 transport-mode checksum fix-up behind a
+NAT.
 
 Split out of ``engine/sa.py`` so that module holds the SA and its packet paths only.
 They work on bytes and raise ``ParseError`` or ``PacketDropped`` like the SA.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pyipsec.crypto.esp_cipher import Buffer
 from pyipsec.errors import PacketDropped, ParseError, Reason
 from pyipsec.wire.ip import (
+    IPPROTO_ESP,
     IPPROTO_FRAGMENT,
     IPPROTO_IPIP,
     IPPROTO_TCP,
@@ -93,4 +95,73 @@ def fix_l4_checksum(hdr: bytearray, v: int, proto: int, body: Buffer) -> Buffer:
     return seg
 
 
-__all__ = ["ecn_decap", "fix_l4_checksum", "ipv6_front"]
+def locate_esp(mv: memoryview, family: int, encap: bool) -> tuple[int, int, int, int, int, int]:
+    """Where the ESP packet is in a received outer IP[/UDP]/ESP packet, for an SA of
+    address ``family`` that is (``encap``) or is not UDP-encapsulated.
+
+    Returns (IP version, end of the IP headers, offset of the next-header byte that
+    names UDP or ESP, start of ESP, end of ESP, outer ECN field). Raises PacketDropped
+    with the reason (malformed headers, fragments, the wrong family, NAT keepalives and
+    non-ESP-marked datagrams on port 4500, RFC 3948 §2.2-2.3).
+    """
+    n = len(mv)
+    if n < 20:
+        raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IP header")
+    b0 = mv[0]
+    v = b0 >> 4
+    if v == 4:
+        ihl = (b0 & 15) * 4
+        end = mv[2] << 8 | mv[3]
+        if ihl < 20 or end < ihl or end > n:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv4 header")
+        if (mv[6] & 0x3F) | mv[7]:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "fragment (reassembly comes first)")
+        proto = mv[9]
+        off = ihl
+        nh_at = 9
+        outer_ecn = mv[1] & 3
+    elif v == 6:
+        if n < 40:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "truncated IPv6 header")
+        end = 40 + (mv[4] << 8 | mv[5])
+        if end > n:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "bad IPv6 payload length")
+        proto = mv[6]
+        off = 40
+        nh_at = 6
+        if proto != IPPROTO_ESP and proto != IPPROTO_UDP:
+            try:
+                nh_at, off = ipv6_front(mv, end)
+            except ParseError as exc:
+                raise PacketDropped(Reason.IN_HDR_ERROR, str(exc)) from None
+            proto = mv[nh_at]
+        outer_ecn = (mv[1] >> 4) & 3
+    else:
+        raise PacketDropped(Reason.IN_HDR_ERROR, f"IP version {v}")
+    if v != family:
+        raise PacketDropped(Reason.IN_STATE_MISMATCH, "address family differs from the SA")
+    if proto == IPPROTO_UDP:
+        if not encap:
+            raise PacketDropped(Reason.IN_STATE_MISMATCH, "UDP-encapsulated, SA is not")
+        if end - off < 8:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "truncated UDP header")
+        ulen = mv[off + 4] << 8 | mv[off + 5]
+        if ulen < 8 or off + ulen > end:
+            raise PacketDropped(Reason.IN_HDR_ERROR, "bad UDP length")
+        end = off + ulen
+        esp_at = off + 8
+        if end - esp_at == 1 and mv[esp_at] == 0xFF:
+            raise PacketDropped(Reason.NAT_KEEPALIVE, "NAT keepalive (RFC 3948 §2.3)")
+        if end - esp_at >= 4 and not any(mv[esp_at : esp_at + 4]):
+            raise PacketDropped(Reason.NON_ESP, "non-ESP marker: IKE, not ESP")
+    elif proto == IPPROTO_ESP:
+        # Accepted on a UDP-encapsulated SA too: a socket layer that strips the UDP
+        # header (and checks the encapsulation itself) hands us IP/ESP.
+        esp_at = off
+    else:
+        raise PacketDropped(Reason.IN_HDR_ERROR, f"protocol {proto} is not ESP")
+
+    return v, off, nh_at, esp_at, end, outer_ecn
+
+
+__all__ = ["ecn_decap", "fix_l4_checksum", "ipv6_front", "locate_esp"]
