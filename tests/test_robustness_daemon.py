@@ -953,17 +953,9 @@ def _rss_kib(pid: int) -> int:
 
 
 SLOW_READER_REQUESTS = 10_000
-OUTBOX_BUG = (
-    "io/control.py SeqpacketServer._readable keeps reading the requests of a client that "
-    "never reads its replies, and Connection.send queues every reply (only broadcasts are "
-    "capped by OUTBOX_LIMIT): 10000 unread 'status' requests grow the daemon by ~18 MB, "
-    "without bound. Fix: stop reading a connection (remove_reader) while its outbox holds "
-    "OUTBOX_LIMIT datagrams, and add the reader back in _flush once it drained"
-)
 
 
 @root
-@pytest.mark.xfail(strict=True, reason=OUTBOX_BUG)
 def test_client_that_never_reads(env: Env, door: Door) -> None:
     """A client sends requests and never reads the replies. The server must stay
     responsive to others, and what it holds for that client must stay bounded."""
@@ -1009,18 +1001,9 @@ def _out_accounted(stats: dict[str, int]) -> int:
     )
 
 
-SHORT_PACKET_BUG = (
-    "engine/processor.py _flow_key (called first thing by Engine.outbound, and by the "
-    "inbound policy check on decapsulated inner packets) indexes packet[0], packet[6], "
-    "packet[7] and packet[9] before any length check: an empty packet, an IPv4 packet "
-    "(first byte 0x45) of under 10 bytes or an IPv6 one of under 7 raises IndexError, "
-    "which escapes Daemon._on_tun and SelectorLoop.run_once: the daemon exits with a "
-    "traceback. Fix: return None from _flow_key when len(packet) < 20 (IPv4) / 40 (IPv6)"
-)
 SHORT_PACKETS = [b"", b"\x45", b"\x45" + bytes(8), b"\x60" * 6, b"\x45\x00\x00\x09"]
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT_PACKET_BUG)
 def test_engine_drops_short_packets() -> None:
     engine = Engine()
     for packet in SHORT_PACKETS:
@@ -1032,7 +1015,7 @@ def test_engine_drops_short_packets() -> None:
 @root
 @pytest.mark.parametrize(
     "size",
-    ["whole", pytest.param("short", marks=pytest.mark.xfail(strict=True, reason=SHORT_PACKET_BUG))],
+    ["whole", "short"],
 )
 def test_tun_door(env: Env, door: Door, size: str) -> None:
     rng = env.rng(f"tun-{size}")

@@ -46,6 +46,9 @@ def _flow_key(packet: bytes) -> bytes | None:
     """The header bytes an SPD decision depends on (protocol, addresses, ports or ICMP
     type/code), for the common packets: IPv4 without options and not a fragment, IPv6
     without extension headers. None for the rest, which take the full path."""
+    n = len(packet)
+    if n < 20:
+        return None  # too short for any IP header: extract_flow says why
     first = packet[0]
     if first == 0x45:
         if packet[6] & 0x3F or packet[7]:
@@ -57,7 +60,7 @@ def _flow_key(packet: bytes) -> bytes | None:
             end = 22
         else:
             end = 20
-        return packet[9:10] + packet[12:end] if len(packet) >= end else None
+        return packet[9:10] + packet[12:end] if n >= end else None
     if first >> 4 == 6:
         proto = packet[6]
         if proto in _PORTS:
@@ -66,7 +69,7 @@ def _flow_key(packet: bytes) -> bytes | None:
             end = 42
         else:
             return None  # extension headers: the full walk decides
-        return packet[6:7] + packet[8:end] if len(packet) >= end else None
+        return packet[6:7] + packet[8:end] if n >= end else None
     return None
 
 

@@ -203,6 +203,12 @@ class SeqpacketServer:
 
     def _readable(self, conn: Connection) -> None:
         while not conn.closed:
+            if len(conn.outbox) >= OUTBOX_LIMIT:
+                # The client does not read its replies: read no more of its requests
+                # until it does (_flush resumes), so it cannot make the daemon grow.
+                self.loop.remove_reader(conn.sock.fileno())
+                conn.state["_paused"] = True
+                return
             try:
                 data, _, flags, _ = conn.sock.recvmsg(MAX_MESSAGE)
             except (BlockingIOError, InterruptedError):
@@ -241,6 +247,8 @@ class SeqpacketServer:
             conn.outbox.popleft()
         if conn.state.pop("_writer", False):
             self.loop.remove_writer(conn.sock.fileno())
+        if conn.state.pop("_paused", False) and not conn.closed:
+            self.loop.add_reader(conn.sock.fileno(), self._readable, conn)
 
     def _writable(self, conn: Connection) -> None:
         self._flush(conn)

@@ -93,6 +93,7 @@ class SelectorLoop:
         self._pending_signals: list[int] = []
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        self.errors = 0  # exceptions caught by run_forever (each one a bug)
 
     @staticmethod
     def time() -> float:
@@ -207,7 +208,12 @@ class SelectorLoop:
     def run_forever(self) -> None:
         self._running = True
         while self._running:
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:
+                # A bug in one handler must cost one packet or request, not the daemon.
+                self.errors += 1
+                log.exception("internal error in an event handler (a bug); going on")
 
     def close(self) -> None:
         if self._wake_w is not None:
