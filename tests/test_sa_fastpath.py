@@ -171,7 +171,7 @@ def test_decapsulate_agrees_on_authenticated_odd_payloads(enc, nh, size, pad, ba
     assert state(fast) == state(slow)
 
 
-@pytest.mark.parametrize("enc", ENC)
+@pytest.mark.parametrize("enc", ENC + list(OTHER))
 @pytest.mark.parametrize("outer_ecn", range(4))
 @pytest.mark.parametrize("inner_ecn", range(4))
 def test_decapsulate_agrees_on_ecn(enc: str, outer_ecn: int, inner_ecn: int) -> None:
@@ -189,3 +189,18 @@ def test_decapsulate_agrees_on_ecn(enc: str, outer_ecn: int, inner_ecn: int) -> 
     elif isinstance(result, bytes):
         assert result[1] & 3 == (3 if outer_ecn == 3 else 1 if (outer_ecn, inner_ecn) == (1, 2)
                                  else inner_ecn)  # fmt: skip
+
+
+@pytest.mark.parametrize("enc", ENC + list(OTHER))
+@pytest.mark.parametrize(
+    ("at", "value"), [(9, 17), (9, 51), (0, 0x46), (0, 0x65), (6, 0x20), (7, 1), (2, 0)]
+)
+def test_decapsulate_agrees_on_outer_headers_the_fast_paths_refuse(enc, at, value) -> None:
+    """Not ESP, options, not IPv4, fragments, a total length that lies: general path."""
+    tx = twins(enc)[0]
+    fast, slow = twins(enc)
+    pkt = bytearray(tx.encapsulate(inner4(200)))
+    pkt[at] = value
+    assert run(fast.decapsulate, bytes(pkt)) == run(slow.decapsulate, bytes(pkt))
+    assert state(fast) == state(slow)
+    assert isinstance(run(slow.decapsulate, bytes(pkt)), tuple)  # refused

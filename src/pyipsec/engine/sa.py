@@ -48,6 +48,7 @@ _IPV6_FIRST = struct.Struct("!IHBB")
 # 8-byte IV in one struct; and the fields of a received IPv4/ESP header it looks at.
 _V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
 _V4_ESP_IN = struct.Struct("!BBH2xHxB10xIIQ")
+_V4_OUTER = struct.Struct("!BBH2xHxB")  # version/IHL, TOS, total length, frag, protocol
 _V4_TRAILERS = TRAILERS[IPPROTO_IPIP]
 _NONCE = struct.Struct("!4sQ")
 _HDR_IV = struct.Struct("!IIQ")  # SPI, seq_lo, 64-bit sequence number as the AEAD IV
@@ -741,6 +742,18 @@ class SecurityAssociation:
                 except PacketDropped as exc:
                     _drop(self.counters, exc.reason)
                     raise
+        elif self._pl_open and self._fast_v4 and n >= 20:
+            # CBC+HMAC, or AEAD with ESN: under the same plain outer header (no ECN
+            # marks, which RFC 6040 §4.2 may carry inward), _decap would do what
+            # esp_decrypt does with the ESP part, so esp_decrypt's fast path serves.
+            vihl, tos, total, frag, proto = _V4_OUTER.unpack_from(packet)
+            if (
+                vihl == 0x45
+                and proto == IPPROTO_ESP
+                and total == n
+                and not (frag & 0x3FFF) | (tos & 3)
+            ):
+                return self.esp_decrypt(memoryview(packet)[20:])[1]
         try:
             return self._decap(memoryview(packet))
         except PacketDropped as exc:
