@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from pyipsec.cli.main import STATUS_SECTIONS, Runner, run_dir, subcommand
@@ -98,34 +99,128 @@ def run_down(args: argparse.Namespace) -> int:
 
 
 # -- status --------------------------------------------------------------------------------
+# ``swanctl --list-sas`` condensed: one line per IKE SA, one per CHILD SA under it. The
+# CHILD SA's counters and time to rekey are the SAD's (the ``sas`` of ``pyipsec status``),
+# joined by SPI; ``ike-status`` alone has no SAD, so they show as "-" there.
+
+SadIndex = Mapping[int, Mapping[str, Any]]
+
+
 def _secs(value: object) -> str:
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"
     v = max(0, int(value))
+    if v >= 86400:
+        return f"{v // 86400}d{v // 3600 % 24:02d}h"
     return f"{v // 3600}h{v // 60 % 60:02d}m" if v >= 3600 else f"{v}s"
 
 
-def format_ike_sa(sa: dict[str, Any]) -> str:
-    """One IKE SA and its CHILD SAs, swanctl --list-sas style."""
-    role = "initiator" if sa.get("initiator") else "responder"
-    lines = [
-        f"  {sa.get('name')}: {str(sa.get('state', '?')).upper()}, {sa.get('local')} ... "
-        f"{sa.get('remote')}, peer id {sa.get('remote_id') or '-'}",
-        f"    {role}, spi {sa.get('spi_i')}_i {sa.get('spi_r')}_r, {sa.get('proposal') or '-'}",
-        f"    established {_secs(sa.get('established_for'))} ago, "
-        f"rekey in {_secs(sa.get('rekey_in'))}"
-        + (", NAT" if sa.get("nat_local") or sa.get("nat_remote") else ""),
+def _size(value: object) -> str:
+    """Bytes as a human reads them (1023 B, 4.2 KiB, 17.0 MiB ...)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "-"
+    if value < 1024:
+        return f"{value} B"
+    size = value / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _endpoint(address: object, identity: object) -> str:
+    ident = str(identity) if identity else ""
+    return f"{address} {ident}" if ident and ident != str(address).split("[")[0] else str(address)
+
+
+def sad_index(doc: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
+    """The SAs of a ``pyipsec status`` document by SPI (for the CHILD SA lines)."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for entry in doc.get("sas") or []:
+        spi = entry.get("spi") if isinstance(entry, Mapping) else None
+        if isinstance(spi, int):
+            out[spi] = entry
+    return out
+
+
+def _spi(text: object) -> int | None:
+    try:
+        return int(str(text), 16)
+    except ValueError:
+        return None
+
+
+def _traffic(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "-"
+    counters = entry.get("counters") or {}
+    packets = counters.get("packets")
+    return f"{_size(counters.get('bytes'))} {packets if isinstance(packets, int) else '-'} pkts"
+
+
+def format_child_sa(child: Mapping[str, Any], sad: SadIndex | None = None) -> str:
+    """One CHILD SA: name, state, mode, ESP algorithms, SPIs, selectors, traffic, rekey."""
+    sad = sad or {}
+    spi_in, spi_out = _spi(child.get("spi_in")), _spi(child.get("spi_out"))
+    sa_in = sad.get(spi_in) if spi_in is not None else None
+    sa_out = sad.get(spi_out) if spi_out is not None else None
+    mode = str(child.get("mode") or "?").upper()
+    if any(s is not None and s.get("encap") for s in (sa_in, sa_out)):
+        mode += "-in-UDP"  # RFC 3948, as swanctl says it
+    soft = [
+        left.get("soft")
+        for s in (sa_in, sa_out)
+        if s is not None and isinstance(left := s.get("lifetime_left"), Mapping)
     ]
-    for child in sa.get("children", []):
-        lines.append(
-            f"    {child.get('name')}: {str(child.get('state', '?')).upper()}, reqid "
-            f"{child.get('reqid')}, {child.get('mode', '').upper()}, spi in "
-            f"{child.get('spi_in')} out {child.get('spi_out')}, {child.get('proposal')}"
-        )
-        local_ts = ",".join(child.get("local_ts", []))
-        remote_ts = ",".join(child.get("remote_ts", []))
-        lines.append(f"      {local_ts} === {remote_ts}")
+    rekey = min((x for x in soft if isinstance(x, int | float)), default=None)
+    local_ts = ",".join(child.get("local_ts") or []) or "-"
+    remote_ts = ",".join(child.get("remote_ts") or []) or "-"
+    return (
+        f"{child.get('name')}: {str(child.get('state', '?')).upper()}, reqid "
+        f"{child.get('reqid')}, {mode}, {child.get('proposal') or '-'}, spi in "
+        f"{child.get('spi_in')} out {child.get('spi_out')}, {local_ts} === {remote_ts}, "
+        f"in {_traffic(sa_in)}, out {_traffic(sa_out)}, rekey in {_secs(rekey)}"
+    )
+
+
+def format_ike_sa(sa: Mapping[str, Any], sad: SadIndex | None = None) -> str:
+    """One IKE SA (one line) and its CHILD SAs (indented), ``swanctl --list-sas`` style.
+
+    ``*`` marks our SPI's role as in swanctl: ``spi_i*`` when we initiated."""
+    mark_i, mark_r = ("*", "") if sa.get("initiator") else ("", "*")
+    times = f"rekey in {_secs(sa.get('rekey_in'))}"
+    if isinstance(sa.get("reauth_in"), int | float):
+        times += f", reauth in {_secs(sa.get('reauth_in'))}"
+    times += f", expires in {_secs(sa.get('expires_in'))}"
+    extras = ""
+    vips = [*(sa.get("local_vips") or []), *(f"{v} (peer)" for v in sa.get("remote_vips") or [])]
+    if vips:
+        extras += f", vip {' '.join(vips)}"
+    if sa.get("nat_local") or sa.get("nat_remote"):
+        extras += ", NAT-T"
+    line = (
+        f"{sa.get('name')}: {str(sa.get('state', '?')).upper()}, "
+        f"{_endpoint(sa.get('local'), sa.get('local_id'))} ... "
+        f"{_endpoint(sa.get('remote'), sa.get('remote_id'))}, {sa.get('proposal') or '-'}, "
+        f"spi {sa.get('spi_i')}_i{mark_i} {sa.get('spi_r')}_r{mark_r}, {times}{extras}"
+    )
+    lines = [f"  {line}"]
+    lines += [f"    {format_child_sa(c, sad)}" for c in sa.get("children") or []]
     return "\n".join(lines) + "\n"
+
+
+def format_pool(pool: Mapping[str, Any]) -> str:
+    """A pool and its leases: ``address identity`` (online, or offline when released)."""
+    leases = [
+        f"{x.get('address')} {x.get('identity')}{'' if x.get('online') else ' (offline)'}"
+        for x in pool.get("leases") or []
+    ]
+    head = (
+        f"  {pool.get('name')}: {pool.get('range')}, {pool.get('online', 0)} online, "
+        f"{pool.get('offline', 0)} offline"
+    )
+    return head + (": " + ", ".join(leases) if leases else "")
 
 
 def status_lines(doc: dict[str, Any]) -> list[str]:
@@ -133,10 +228,15 @@ def status_lines(doc: dict[str, Any]) -> list[str]:
     ike = doc.get("ike")
     if not isinstance(ike, dict):
         return []
+    sad = sad_index(doc)
     sas = ike.get("ike_sas", [])
     lines = [f"IKE SAs ({len(sas)}):"]
     for sa in sas:
-        lines.append(format_ike_sa(sa).rstrip("\n"))
+        lines.append(format_ike_sa(sa, sad).rstrip("\n"))
+    pools = ike.get("pools") or []
+    if pools:
+        lines.append(f"Pools ({len(pools)}):")
+        lines += [format_pool(p) for p in pools]
     conns = ike.get("connections", [])
     if conns:
         names = ", ".join(str(c.get("name")) for c in conns)

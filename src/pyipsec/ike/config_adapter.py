@@ -108,6 +108,16 @@ class EngineConnection:
     def pools(self) -> tuple[str, ...]:
         return self.source.pools
 
+    def local_identity(self, address: str) -> str:
+        """Our identity as the peer sees it: the configured id, else the certificate's
+        subject, else our address (strongSwan's defaults, swanctl.conf(5))."""
+        cred = self.credential
+        if cred.identity:
+            return cred.identity
+        if cred.chain:
+            return cred.chain[0].subject.rfc4514_string()
+        return address
+
     def child(self, name: str) -> ChildConfig | None:
         return next((c for c in self.children if c.name == name), None)
 
