@@ -376,6 +376,9 @@ class IkeService:
             while (event := self.manager.next_event()) is not None:
                 self._report(event, now)
                 reported = True
+            while (close := self.manager.next_close()) is not None:
+                self.timers.on_peer_close(close, now)  # close_action
+                reported = True
             if not datagrams and not reported:
                 break  # a report may have started something (restart): send it too
         self.after_change()

@@ -20,6 +20,9 @@ configured connection (``ike.lifetimes`` computes the deadlines):
   IKE SA and its CHILD SAs are deleted and each child's ``dpd_action`` applies:
   ``clear`` (nothing more), ``trap`` (trap policies: the next packet negotiates again)
   or ``restart`` (initiate at once, and again while the peer stays unreachable).
+- ``close_action`` (``on_peer_close``): the peer deleted a CHILD SA, or the IKE SA with
+  it, on its own (the manager tells that apart from the end of a rekey or a delete
+  crossing ours): ``trap`` installs the trap policies, ``start`` creates it again.
 
 Nothing here opens a socket or reads a clock: the service passes ``now``.
 """
@@ -35,6 +38,7 @@ from pyipsec.errors import ConfigError
 from pyipsec.ike.lifetimes import LifetimeTracker, Pick
 from pyipsec.ike.v2.events import IkeSaDeleted
 from pyipsec.ike.v2.ike_sa import ChildSa, ChildSaState, IkeSa, IkeSaState
+from pyipsec.ike.v2.manager import PeerClose
 from pyipsec.ike.v2.task_manager import TaskManager
 from pyipsec.ike.v2.tasks.child_rekey import ChildRekey
 from pyipsec.ike.v2.tasks.delete import DeleteIke
@@ -56,6 +60,8 @@ class IkeTimers:
         self.tracker = LifetimeTracker(pick)
         self._dpd_sent: dict[int, tuple[IkeSa, float]] = {}
         self._reauth: dict[bytes, str | None] = {}  # spi_i -> child to initiate again
+        # close_action = start of a closed IKE SA: its spi_i -> the IKE SA started again.
+        self._restarted: dict[bytes, IkeSa] = {}
         self.counters = dict.fromkeys(
             ("ike_rekeys", "ike_reauths", "ike_expired", "child_retries", "dpd_sent", "dpd_dead"),
             0,
@@ -65,6 +71,7 @@ class IkeTimers:
     def tick(self, now: float) -> None:
         manager = self.service.manager
         sas = manager.ike_sas
+        self._restarted.clear()  # the closes of one IKE SA all come in one pump
         alive: list[object] = []
         for sa in sas:
             if sa.state is not IkeSaState.ESTABLISHED:
@@ -211,24 +218,68 @@ class IkeTimers:
             except ConfigError as exc:
                 log.error("%s/%s: trap not installed: %s", conn.name, child.name, exc)
 
+    def on_peer_close(self, close: PeerClose, now: float) -> None:
+        """swanctl's ``close_action`` for a CHILD SA the peer closed (the manager has
+        already left out deletes that end a rekey or cross one of ours): ``trap``
+        installs its trap policies, ``start`` creates it again, over the same IKE SA
+        when only the CHILD SA went, else over a new one (several CHILD SAs of one
+        closed IKE SA share the new IKE SA)."""
+        service = self.service
+        conn = service.connections.get(close.name)
+        child = conn.child(close.child) if conn is not None else None
+        if conn is None or child is None:
+            return
+        what = "IKE SA" if close.ike else "CHILD SA"
+        actions = "|".join(sorted(child.close_action)) or "none"
+        log.info("%s/%s: %s closed by the peer, close_action = %s", conn.name, child.name,
+                 what, actions)  # fmt: skip
+        key = (conn.name, child.name)
+        if "trap" in child.close_action and key not in service.traps:
+            try:
+                service.traps[key] = service.manager.install_trap(conn.name, child.name)
+            except ConfigError as exc:
+                log.error("%s/%s: trap not installed: %s", conn.name, child.name, exc)
+        if "start" not in child.close_action:
+            return
+        manager = service.manager
+        reqid = service.traps.get(key, 0)
+        if close.ike:
+            again = self._restarted.get(close.spi_i)
+            if again is not None and again.state is not IkeSaState.DESTROYED:
+                manager.create_child(again, child.name, now, reqid=reqid)
+                return
+            sa = self._initiate(conn.name, child.name, "close_action = start", reqid=reqid)
+            if sa is not None:
+                self._restarted[close.spi_i] = sa
+            return
+        sa = next((s for s in manager.ike_sas if s.spi_i == close.spi_i), None)
+        if sa is None or sa.state is not IkeSaState.ESTABLISHED:
+            self._initiate(conn.name, child.name, "close_action = start", reqid=reqid)
+            return
+        try:
+            manager.create_child(sa, child.name, now, reqid=reqid)
+        except ConfigError as exc:
+            log.error("%s/%s: not started again: %s", conn.name, child.name, exc)
+
     def _has_sa(self, name: str) -> bool:
         return any(
             sa.name == name and sa.state is not IkeSaState.DESTROYED
             for sa in self.service.manager.ike_sas
         )
 
-    def _initiate(self, name: str, child: str | None, why: str) -> None:
+    def _initiate(self, name: str, child: str | None, why: str, *, reqid: int = 0) -> IkeSa | None:
         service = self.service
         conn = service.connections.get(name)
         if conn is None:
-            return
+            return None
         try:
             local, remote = service.endpoints(conn)
-            service.manager.initiate(
-                name, service.loop.time(), local=local, remote=remote, child=child
+            return service.manager.initiate(
+                name, service.loop.time(), local=local, remote=remote, child=child, reqid=reqid
             )
         except ConfigError as exc:
             log.error("%s: %s failed: %s", name, why, exc)
+            return None
 
     # -- status ----------------------------------------------------------------------------
     def status(self, sa: IkeSa, now: float) -> dict[str, Any]:

@@ -16,20 +16,23 @@ must return a COOKIE first (§2.6), which costs us no state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from itertools import islice
 
 from pyipsec.engine.backend import KeyManagementBackend
 from pyipsec.engine.events import Acquire, Expire
 from pyipsec.engine.spd import Policy, Selector, Template
-from pyipsec.errors import ConfigError, ParseError
+from pyipsec.errors import ConfigError, KeyApiError, ParseError
 from pyipsec.ike.pools import PoolSet
 from pyipsec.ike.traffic_selectors import TrafficSelector, resolve
 from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
-from pyipsec.ike.v2.events import Endpoint, Event
+from pyipsec.ike.v2.events import ChildSaDeleted, Endpoint, Event, IkeSaDeleted
 from pyipsec.ike.v2.ike_sa import (
     ChildConfigLike,
     ChildSa,
@@ -83,6 +86,19 @@ class ManagerSettings:
     error_rate: float = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class PeerClose:
+    """The peer closed a CHILD SA (``ike`` False) or the IKE SA that held it (True) on
+    its own initiative: not as part of a rekey, nor crossing a delete of ours. What the
+    CHILD SA's ``close_action`` is for (swanctl.conf(5))."""
+
+    name: str  # the connection
+    child: str  # the CHILD SA's configuration name
+    reqid: int
+    ike: bool
+    spi_i: bytes  # the IKE SA it belonged to
+
+
 class IkeManager:
     """All IKE SAs of one daemon, over one key-management backend."""
 
@@ -107,6 +123,7 @@ class IkeManager:
         self._error_tokens = self.settings.error_rate
         self._error_time = 0.0
         self.errors_sent = 0
+        self._closes: deque[PeerClose] = deque()
 
     def add_config(self, config: IkeConfigLike) -> None:
         self.configs[config.name] = config
@@ -186,9 +203,19 @@ class IkeManager:
             # §2.23: with a NAT the peer moves to port 4500 after IKE_SA_INIT; answer (and
             # encapsulate ESP) where it sends from now.
             sa.local, sa.remote = local, remote
+        watch = None
+        if header.exchange_type == ExchangeType.INFORMATIONAL and not header.is_response:
+            watch = _CloseWatch.of(tm)
+        mark = len(self.ctx.events)
         tm.process_message(message, now)
+        if watch is not None:
+            self._closes.extend(watch.closes(sa, islice(self.ctx.events, mark, None)))
         install_pending(sa, now)
         self._settle(tm)
+
+    def next_close(self) -> PeerClose | None:
+        """The next CHILD SA the peer closed on its own (for ``close_action``)."""
+        return self._closes.popleft() if self._closes else None
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out = self.ctx.outbox
@@ -300,16 +327,26 @@ class IkeManager:
             dst=peer if tunnel else None,
             reqid=reqid,
         )
+        selectors = [
+            Selector(lnet, rnet)
+            for lts in local
+            for rts in remote
+            if lts.version == rts.version
+            for lnet in lts.networks()
+            for rnet in rts.networks()
+        ]
         indices: list[int] = []
-        for lts in local:
-            for rts in remote:
-                if lts.version != rts.version:
-                    continue
-                for lnet in lts.networks():
-                    for rnet in rts.networks():
-                        selector = Selector(lnet, rnet)
-                        policy = Policy("out", selector, priority=1100, templates=[template])
-                        indices.append(self.ctx.backend.add_policy(policy))
+        for selector in selectors:
+            policy = Policy("out", selector, priority=1100, templates=[template])
+            try:
+                indices.append(self.ctx.backend.add_policy(policy))
+            except KeyApiError as exc:
+                # Refused (a policy with these selectors exists): all or nothing.
+                for index in indices:
+                    with contextlib.suppress(KeyApiError):
+                        self.ctx.backend.del_policy(index)
+                where = f"{selector.src} -> {selector.dst}"
+                raise ConfigError(f"trap policy {where} refused: {exc}") from None
         self._traps[reqid] = (name, child_config.name, indices)
         return reqid
 
@@ -622,3 +659,67 @@ def _ip(text: str) -> IPv4Address | IPv6Address:
 
 def _matches(addresses: Sequence[str], address: str) -> bool:
     return not addresses or address in addresses or "%any" in addresses
+
+
+@dataclass(frozen=True, slots=True)
+class _CloseWatch:
+    """What of one IKE SA was on its way out by our own doing before a peer's request.
+
+    A Delete from the peer for those is a crossing delete (§1.4.1) or the end of a rekey
+    (§2.8), never a close: strongSwan applies ``close_action`` only when the peer closes
+    a CHILD SA that nothing of ours was replacing or deleting.
+    """
+
+    children: frozenset[int]  # inbound SPIs of every CHILD SA before the request
+    ours: frozenset[int]  # those we delete or rekey ourselves
+    ike_ours: bool  # we delete or rekey the IKE SA
+
+    @classmethod
+    def of(cls, tm: TaskManager) -> _CloseWatch:
+        sa = tm.sa
+        tasks = (*tm.active, *tm.queued)
+        ours = {
+            c.spi_in
+            for c in sa.children.values()
+            if c.rekeyed or c.state is not ChildSaState.INSTALLED
+        }
+        for task in tasks:
+            if isinstance(task, DeleteChild):
+                ours.add(task.child.spi_in)
+            elif isinstance(task, ChildRekey):
+                ours.add(task.old.spi_in)
+        ike_ours = sa.state is IkeSaState.DELETING or any(
+            isinstance(t, DeleteIke | IkeRekey) for t in tasks
+        )
+        return cls(frozenset(sa.children), frozenset(ours), ike_ours)
+
+    def closes(self, sa: IkeSa, events: Iterable[Event]) -> list[PeerClose]:
+        """The peer's closes among the events its request caused."""
+        found = list(events)
+        ike = any(
+            isinstance(e, IkeSaDeleted) and e.spi_i == sa.spi_i and e.reason == "peer-deleted"
+            for e in found
+        )
+        if ike and self.ike_ours:
+            return []
+        out: dict[tuple[str, int], PeerClose] = {}
+        for e in found:
+            if not isinstance(e, ChildSaDeleted) or e.spi_in not in self.children:
+                continue
+            if e.spi_in in self.ours or (e.name, e.reqid) in out:
+                continue
+            if e.reason == "peer-deleted":
+                # A newer pair of the same reqid is still there: the peer ended a rekey.
+                if any(
+                    c.reqid == e.reqid and c.state is ChildSaState.INSTALLED
+                    for c in sa.children.values()
+                ):
+                    continue
+            elif not (ike and e.reason == "ike-deleted"):
+                continue
+            out[(e.name, e.reqid)] = PeerClose(sa.name, e.name, e.reqid, ike, sa.spi_i)
+        return list(out.values())
+
+
+def _installed(child: ChildSa) -> bool:
+    return child.state is ChildSaState.INSTALLED
