@@ -6,7 +6,14 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 
-from pyipsec.engine.sa_headers import ecn_decap, fix_l4_checksum, ipv6_front, locate_esp
+from pyipsec.engine.sa_headers import (
+    ecn_decap,
+    fix_l4_checksum,
+    ipv6_front,
+    locate_esp,
+    set_ip_length,
+    split_transport,
+)
 from pyipsec.errors import PacketDropped, ParseError, Reason
 from pyipsec.wire.ip import internet_checksum
 
@@ -110,3 +117,31 @@ def test_fix_l4_checksum_recomputes_over_the_new_addresses(proto: int) -> None:
         plain = bytearray(sent[20:])
         plain[6:8] = b"\0\0"
         assert bytes(fix_l4_checksum(hdr, 4, 17, bytes(plain))) == bytes(plain)
+
+
+def test_split_transport_keeps_options_and_front_headers() -> None:
+    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2", options=b"\x01" * 4) / UDP() / b"x")
+    v, hdr, nh_at, body = split_transport(pkt + b"pad")  # bytes past the total length
+    assert (v, bytes(hdr), nh_at, bytes(body)) == (4, pkt[:24], 9, pkt[24:])
+    pkt6 = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / TCP())
+    v, hdr, nh_at, body = split_transport(pkt6)
+    assert (v, bytes(hdr), nh_at, bytes(body)) == (6, pkt6[:48], 40, pkt6[48:])
+
+
+@pytest.mark.parametrize(
+    "pkt",
+    [b"", b"\x45" + bytes(18), bytes(IP(frag=3) / UDP()), bytes(IP(flags="MF") / UDP()),
+     bytes(IP(ihl=4) / UDP()), bytes(IPv6(plen=99) / UDP()), b"\x10" + bytes(40)],
+)  # fmt: skip
+def test_split_transport_refusals(pkt: bytes) -> None:
+    with pytest.raises(ParseError):
+        split_transport(pkt)
+
+
+def test_set_ip_length() -> None:
+    hdr = bytearray(bytes(IP(src="192.0.2.1", dst="192.0.2.2", len=20)))
+    set_ip_length(hdr, 4, 1234)
+    assert hdr[2:4] == (1234).to_bytes(2, "big") and internet_checksum(hdr) == 0
+    hdr6 = bytearray(bytes(IPv6()))
+    set_ip_length(hdr6, 6, 40 + 777)
+    assert hdr6[4:6] == (777).to_bytes(2, "big")

@@ -26,7 +26,13 @@ from pyipsec.crypto.esp_cipher import (
 )
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.replay import ReplayWindow
-from pyipsec.engine.sa_headers import ecn_decap, fix_l4_checksum, ipv6_front, locate_esp
+from pyipsec.engine.sa_headers import (
+    ecn_decap,
+    fix_l4_checksum,
+    locate_esp,
+    set_ip_length,
+    split_transport,
+)
 from pyipsec.errors import ConfigError, PacketDropped, ParseError, Reason, SequenceExhausted
 from pyipsec.wire.esp import ESP_HEADER, NEXT_HEADER_NONE, PAD_BYTES, TRAILERS, trailer
 from pyipsec.wire.ip import (
@@ -36,7 +42,6 @@ from pyipsec.wire.ip import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_HEADER,
-    internet_checksum,
 )
 from pyipsec.wire.udpencap import UDP_HEADER, udp_checksum
 
@@ -473,33 +478,12 @@ class SecurityAssociation:
         return out
 
     def _encap_transport(self, packet: Buffer) -> bytes:
-        n = len(packet)
-        v = packet[0] >> 4 if n else 0
         encap = self.encap
-        if v == 4 and n >= 20:
-            ihl = (packet[0] & 15) * 4
-            total = packet[2] << 8 | packet[3]
-            if ihl < 20 or total < ihl or total > n:
-                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "malformed IPv4 header")
-            if (packet[6] & 0x3F) | packet[7]:
-                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "fragment in transport mode")
-            nh = packet[9]
-            hdr = bytearray(packet[:ihl])
-            body = packet[ihl:total]
-            nh_at = 9
-        elif v == 6 and n >= 40:
-            end = 40 + (packet[4] << 8 | packet[5])
-            if end > n:
-                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "IPv6 payload length too long")
-            try:
-                nh_at, off = ipv6_front(packet, end)
-            except ParseError as exc:
-                raise self._refuse(Reason.OUT_STATE_MODE_ERROR, str(exc)) from None
-            nh = packet[nh_at]
-            hdr = bytearray(packet[:off])
-            body = packet[off:end]
-        else:
-            raise self._refuse(Reason.OUT_STATE_MODE_ERROR, "not an IPv4 or IPv6 packet")
+        try:
+            v, hdr, nh_at, body = split_transport(packet)
+        except ParseError as exc:
+            raise self._refuse(Reason.OUT_STATE_MODE_ERROR, str(exc)) from None
+        nh = hdr[nh_at]
         seq = self._next_seq()
         pt = b"".join((body, trailer(len(body), nh, self._align)))
         esp_len = self._esp_fixed + len(pt)
@@ -508,12 +492,7 @@ class SecurityAssociation:
         new_len = len(hdr) + (udp_len or esp_len)
         if new_len > 0xFFFF + (40 if v == 6 else 0):
             raise self._refuse(Reason.OUT_ERROR, "packet too long after ESP")
-        if v == 4:
-            hdr[2:4] = new_len.to_bytes(2, "big")
-            hdr[10:12] = b"\0\0"
-            hdr[10:12] = internet_checksum(hdr).to_bytes(2, "big")
-        else:
-            hdr[4:6] = (new_len - 40).to_bytes(2, "big")
+        set_ip_length(hdr, v, new_len)
         if encap and v == 6:
             esp = self._cipher.encrypt(b"", self.spi, seq, pt)
             csum = udp_checksum(bytes(hdr[8:24]), bytes(hdr[24:40]), encap[0], encap[1], esp)
@@ -774,14 +753,9 @@ class SecurityAssociation:
         hdr = bytearray(mv[:off])
         hdr[nh_at] = nh
         body: Buffer = pt[:pend]
-        if v == 4:
-            hdr[2:4] = (off + pend).to_bytes(2, "big")
-            hdr[10:12] = b"\0\0"
-            hdr[10:12] = internet_checksum(hdr).to_bytes(2, "big")
-        else:
-            if off - 40 + pend > 0xFFFF:
-                raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "restored packet too long")
-            hdr[4:6] = (off - 40 + pend).to_bytes(2, "big")
+        if v == 6 and off - 40 + pend > 0xFFFF:
+            raise PacketDropped(Reason.IN_STATE_MODE_ERROR, "restored packet too long")
+        set_ip_length(hdr, v, off + pend)
         if self.encap is not None and nh in (IPPROTO_TCP, IPPROTO_UDP):
             body = fix_l4_checksum(hdr, v, nh, body)
         counters.packets += 1

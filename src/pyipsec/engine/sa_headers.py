@@ -1,7 +1,7 @@
-"""Header helpers of the SA's general (non-fast) paths: where ESP goes in an IPv6
-packet, where it is in a received outer packet, the RFC 6040 ECN update of a
-decapsulated inner packet, and the RFC 3948 transport-mode checksum fix-up behind a
-NAT.
+"""Header helpers of the SA's general (non-fast) paths: where ESP goes in a packet
+to protect in transport mode, where it is in a received outer packet, IP length
+rewrites, the RFC 6040 ECN update of a decapsulated inner packet, and the RFC 3948
+transport-mode checksum fix-up behind a NAT.
 
 Split out of ``engine/sa.py`` so that module holds the SA and its packet paths only.
 They work on bytes and raise ``ParseError`` or ``PacketDropped`` like the SA.
@@ -17,6 +17,7 @@ from pyipsec.wire.ip import (
     IPPROTO_IPIP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    internet_checksum,
     transport_checksum,
 )
 
@@ -164,4 +165,47 @@ def locate_esp(mv: memoryview, family: int, encap: bool) -> tuple[int, int, int,
     return v, off, nh_at, esp_at, end, outer_ecn
 
 
-__all__ = ["ecn_decap", "fix_l4_checksum", "ipv6_front", "locate_esp"]
+def split_transport(packet: Buffer) -> tuple[int, bytearray, int, Buffer]:
+    """(IP version, a copy of the headers that stay in front of ESP, offset of the
+    next-header byte in them, upper-layer data) of a packet to protect in transport
+    mode: ESP goes after the IPv4 header (options kept) or after the IPv6 front
+    extension headers (RFC 4303 §3.1.1). Raises ParseError for anything else,
+    fragments included (ESP protects whole datagrams, §3.3)."""
+    n = len(packet)
+    v = packet[0] >> 4 if n else 0
+    if v == 4 and n >= 20:
+        ihl = (packet[0] & 15) * 4
+        total = packet[2] << 8 | packet[3]
+        if ihl < 20 or total < ihl or total > n:
+            raise ParseError("malformed IPv4 header")
+        if (packet[6] & 0x3F) | packet[7]:
+            raise ParseError("fragment in transport mode")
+        return 4, bytearray(packet[:ihl]), 9, packet[ihl:total]
+    if v == 6 and n >= 40:
+        end = 40 + (packet[4] << 8 | packet[5])
+        if end > n:
+            raise ParseError("IPv6 payload length too long")
+        nh_at, off = ipv6_front(packet, end)
+        return 6, bytearray(packet[:off]), nh_at, packet[off:end]
+    raise ParseError("not an IPv4 or IPv6 packet")
+
+
+def set_ip_length(hdr: bytearray, version: int, total: int) -> None:
+    """Write the length of a packet of ``total`` bytes into its IP header ``hdr``: the
+    IPv4 total length (and a new header checksum) or the IPv6 payload length."""
+    if version == 4:
+        hdr[2:4] = total.to_bytes(2, "big")
+        hdr[10:12] = b"\0\0"
+        hdr[10:12] = internet_checksum(hdr).to_bytes(2, "big")
+    else:
+        hdr[4:6] = (total - 40).to_bytes(2, "big")
+
+
+__all__ = [
+    "ecn_decap",
+    "fix_l4_checksum",
+    "ipv6_front",
+    "locate_esp",
+    "set_ip_length",
+    "split_transport",
+]
