@@ -16,7 +16,7 @@ from pyipsec.engine.spd import (
 )
 from pyipsec.errors import ConfigError, KeyApiError, ParseError
 
-TCP, UDP, ICMP, ICMPV6, ESP = 6, 17, 1, 58, 50
+TCP, UDP, ICMP, ICMPV6, ESP, GRE, MH = 6, 17, 1, 58, 50, 47, 135
 TUNNEL = Template(proto="esp", mode="tunnel", src="192.0.2.1", dst="192.0.2.2", reqid=1)
 TRANSPORT = Template(proto="esp", mode="transport", reqid=2)
 
@@ -100,9 +100,10 @@ def test_rfc4301_discard_entry_shadows_a_broader_protect_entry() -> None:
     assert other_host is not None and other_host.action == "protect"
 
 
-def test_rfc4301_opaque_ports_match_only_any() -> None:
-    # RFC 4301 §4.4.1.1: a non-first fragment has OPAQUE ports; it matches only entries
-    # whose port selectors are ANY, never an entry naming ports.
+def test_fragment_ports_are_zero_and_miss_a_range_without_zero() -> None:
+    # A non-first fragment shows no ports (RFC 4301 §4.4.1.1 OPAQUE). Linux matches
+    # it as ports 0, so a port-80 entry, whose range has no 0, is skipped as RFC 4301
+    # would skip it.
     spd = SecurityPolicyDatabase()
     web = spd.add(protect("out", Selector("198.51.100.0/24", "203.0.113.0/24", TCP, None, 80)))
     anytcp = spd.add(discard("out", Selector("198.51.100.0/24", "203.0.113.0/24", TCP), 200))
@@ -118,6 +119,83 @@ def test_rfc4301_full_port_range_is_any_and_matches_opaque() -> None:
     spd = SecurityPolicyDatabase()
     spd.add(protect("out", sel))
     assert spd.lookup("out", "198.51.100.1", "203.0.113.1", TCP, None, None) is not None
+
+
+def test_portless_packet_matches_a_range_holding_zero_as_linux_does() -> None:
+    # Where Linux and RFC 4301 part: xfrm_flowi_sport/dport give 0 for a flow without
+    # ports, so a range starting at 0 matches a fragment (RFC 4301: OPAQUE, ANY only).
+    spd = SecurityPolicyDatabase()
+    low = spd.add(protect("out", Selector("198.51.100.0/24", "203.0.113.0/24", TCP, (0, 1023))))
+    anytcp = spd.add(discard("out", Selector("198.51.100.0/24", "203.0.113.0/24", TCP), 200))
+    fragment = spd.lookup("out", "198.51.100.1", "203.0.113.1", TCP, None, None)
+    assert fragment is not None and fragment.index == low
+    high = spd.lookup("out", "198.51.100.1", "203.0.113.1", TCP, 40000, 80)
+    assert high is not None and high.index == anytcp
+    # Half a flow: the missing side is 0 too.
+    half = spd.lookup("out", "198.51.100.1", "203.0.113.1", TCP, 80, None)
+    assert half is not None and half.index == low
+
+
+def test_ports_with_proto_any_as_in_the_setkey_manual() -> None:
+    # setkey(8): "spdadd 10.0.11.41/32[21] 10.0.11.33/32[any] any -P out ipsec ...":
+    # source port 21 whatever the protocol. Linux compares the flow's ports: TCP/UDP/
+    # SCTP/UDP-Lite ports, ICMP type (source) and code, 0 for anything else.
+    spd = SecurityPolicyDatabase()
+    sel = Selector("192.0.2.41", "192.0.2.33", None, 21, None)
+    assert sel.proto is None and sel.sport == (21, 21) and sel.dport is None
+    index = spd.add(protect("out", sel))
+    spd.add(bypass("out", Selector("192.0.2.41", "192.0.2.33"), 300))
+    cases = [
+        (TCP, 21, 40000),
+        (UDP, 21, 53),
+        (132, 21, 9),
+        (136, 21, 9),
+        (ICMP, 21, 0),  # ICMP type 21 sits in the source "port"
+        (TCP, 20, 40000),
+        (ICMP, 8, 0),
+        (ESP, None, None),
+        (TCP, None, None),
+    ]
+    got = [spd.lookup("out", "192.0.2.41", "192.0.2.33", *case) for case in cases]
+    assert all(policy is not None for policy in got)
+    protected = [case for case, p in zip(cases, got, strict=True) if p and p.index == index]
+    assert protected == cases[:5]
+
+
+def test_proto_any_port_zero_range_catches_portless_protocols() -> None:
+    # Linux: ESP (or any protocol without ports) has ports 0, so sport 0-9 with proto
+    # ANY matches it, and a UDP packet from port 5, but not TCP from port 10.
+    spd = SecurityPolicyDatabase()
+    spd.add(discard("out", Selector("198.51.100.0/24", "0.0.0.0/0", None, (0, 9))))
+    looked = [
+        spd.lookup("out", "198.51.100.1", "203.0.113.1", proto, sport, 1) is not None
+        for proto, sport in ((ESP, None), (UDP, 5), (TCP, 10), (ICMP, 0), (ICMP, 11))
+    ]
+    assert looked == [True, True, False, True, False]
+
+
+def test_ports_on_a_protocol_without_ports_match_only_zero() -> None:
+    # Linux accepts ports on any selector; for ESP the flow's ports are always 0.
+    spd = SecurityPolicyDatabase()
+    never = spd.add(protect("out", Selector("198.51.100.0/24", "0.0.0.0/0", ESP, 500)))
+    zero = spd.add(protect("out", Selector("198.51.100.0/24", "0.0.0.0/0", ESP, 0), 200))
+    got = spd.lookup("out", "198.51.100.1", "203.0.113.1", ESP, None, None)
+    assert got is not None and got.index == zero != never
+
+
+def test_gre_and_mh_take_no_ports_but_the_full_range() -> None:
+    # GRE keys and MH types are not extracted from packets: no port selectors there,
+    # except the full range, which is ANY.
+    assert Selector("0.0.0.0/0", "0.0.0.0/0", GRE, (0, 65535)).sport is None
+    assert Selector("::/0", "::/0", MH, None, None).dport is None
+    with pytest.raises(ConfigError, match="GRE key, MH type"):
+        Selector("0.0.0.0/0", "0.0.0.0/0", GRE, 1234, 0)
+
+
+def test_full_range_with_proto_any_is_any() -> None:
+    sel = Selector("198.51.100.0/24", "0.0.0.0/0", None, (0, 65535), 0)
+    assert sel.sport is None and sel.dport == (0, 0)
+    assert sel == Selector("198.51.100.0/24", "0.0.0.0/0", 0, None, (0, 0))
 
 
 def test_rfc4301_icmp_type_and_code() -> None:
@@ -525,8 +603,11 @@ def test_selector_normalisation() -> None:
         {"src": 12345, "dst": "0.0.0.0/0"},
         {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": 256},
         {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": True},
-        {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": None, "dport": 80},
-        {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": ESP, "sport": 80},
+        {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": None, "dport": 65536},
+        {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": ESP, "sport": (2, 1)},
+        {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": GRE, "sport": 0},
+        {"src": "::/0", "dst": "::/0", "proto": MH, "sport": 1},
+        {"src": "::/0", "dst": "::/0", "proto": MH, "dport": (0, 7)},
         {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": TCP, "sport": (90, 80)},
         {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": TCP, "sport": (1, 65536)},
         {"src": "0.0.0.0/0", "dst": "0.0.0.0/0", "proto": TCP, "sport": (1, 2, 3)},

@@ -103,3 +103,18 @@ def test_port_and_dev_checks() -> None:
     assert find(table, "192.0.2.1", "192.0.2.2", dev="eth1") == "k2"
     assert find(table, "192.0.2.1", "192.0.2.2", dev="eth1", dport=501) is None
     assert find(table, "192.0.2.1", "192.0.2.2", dev="eth0", sport=None, dport=None) is None
+
+
+def test_missing_ports_are_compared_as_zero() -> None:
+    # Linux's flow of a packet without ports has sport = dport = 0: a range holding 0
+    # matches it, one without 0 does not; an entry without port checks always does.
+    table: TupleSpaceTable[str] = TupleSpaceTable(32)
+    table.add(entry(1, "0.0.0.0", 0, "0.0.0.0", 0, sport=(1, 65535)))
+    table.add(entry(2, "0.0.0.0", 0, "0.0.0.0", 0, sport=(0, 0), dport=(0, 9)))
+    table.add(entry(3, "0.0.0.0", 0, "0.0.0.0", 0, dport=(1, 19)))
+    table.add(entry(4, "0.0.0.0", 0, "0.0.0.0", 0))
+    assert find(table, "192.0.2.1", "192.0.2.2", proto=50, sport=None, dport=None) == "k2"
+    assert find(table, "192.0.2.1", "192.0.2.2", sport=0, dport=9) == "k2"
+    assert find(table, "192.0.2.1", "192.0.2.2", sport=None, dport=20) == "k4"
+    assert find(table, "192.0.2.1", "192.0.2.2", sport=None, dport=10) == "k3"
+    assert find(table, "192.0.2.1", "192.0.2.2", sport=5, dport=None) == "k1"

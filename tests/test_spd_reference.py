@@ -4,6 +4,10 @@ The reference below is the RFC 4301 §4.4.1 picture taken literally: one list pe
 direction, scanned in full, matching each selector field by field from the raw values
 the policy was made of (``ipaddress`` membership, inclusive port ranges, ANY when a range
 is absent or covers everything), the lowest (priority, insertion order) winning.
+
+Ports follow Linux (xfrm_selector_match with xfrm_flowi_sport/dport) rather than RFC
+4301's OPAQUE: any selector but GRE's and MH's may name ports, protocol ANY included,
+and a packet without ports is compared as ports 0.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ V4_PREFIXES = [0, 1, 8, 16, 24, 25, 31, 32]
 V6_PREFIXES = [0, 32, 48, 64, 127, 128]
 PORT_POINTS = [0, 1, 53, 80, 443, 1024, 65535]
 ICMP_POINTS = [0, 3, 8, 255]
-SEL_PROTOS = [None, 1, 6, 17, 50, 58, 132]
-PKT_PROTOS = [1, 6, 17, 50, 58, 132]
+SEL_PROTOS = [None, 1, 6, 17, 47, 50, 58, 132]
+PKT_PROTOS = [1, 6, 17, 47, 50, 58, 132]
 PORTED = {6, 17, 132, 136}
+NO_PORT_SELECTORS = {47, 135}  # GRE key and MH type: Linux reads them, we do not
 ICMPS = {1, 58}
 DIRS = ["in", "out", "fwd"]
 DEVS = [None, "eth0", "eth1"]
@@ -81,8 +86,9 @@ def raw_policies(draw: st.DrawFn) -> RawPolicy:
     dst = f"{draw(st.sampled_from(pool))}/{draw(st.sampled_from(prefixes))}"
     proto = draw(st.sampled_from(SEL_PROTOS))
     sport = dport = None
-    if proto in PORTED or proto in ICMPS:
-        points = PORT_POINTS if proto in PORTED else ICMP_POINTS
+    if proto not in NO_PORT_SELECTORS:
+        # Protocol ANY and ESP take ports too (Linux does); ICMP's are type and code.
+        points = ICMP_POINTS if proto in ICMPS else PORT_POINTS
         ranges = st.none() | st.tuples(st.sampled_from(points), st.sampled_from(points)).map(
             lambda pair: (min(pair), max(pair))
         )
@@ -175,9 +181,10 @@ def _identity(raw: RawPolicy) -> tuple[object, ...]:
 def _port_ok(ports: tuple[int, int] | None, proto: int | None, value: int | None) -> bool:
     if _is_any(ports, proto):
         return True
-    if value is None or ports is None:  # OPAQUE matches only ANY (RFC 4301 §4.4.1.1)
-        return False
-    return ports[0] <= value <= ports[1]
+    assert ports is not None
+    # Linux zeroes the flow's ports when the packet shows none (xfrm_flowi_sport's
+    # default), where RFC 4301 §4.4.1.1 would have OPAQUE match only ANY.
+    return ports[0] <= (0 if value is None else value) <= ports[1]
 
 
 def _matches(raw: RawPolicy, pkt: Packet) -> bool:
@@ -313,3 +320,25 @@ def test_reference_agrees_with_a_hand_example() -> None:
     mail = Packet("out", "198.51.100.1", "203.0.113.5", 6, 1000, 25, None)
     fragment = Packet("out", "198.51.100.1", "203.0.113.5", 6, None, None, None)
     assert [ref.lookup(p) for p in (web, mail, fragment)] == [11, 10, 10]
+
+
+def test_reference_agrees_with_the_setkey_manual_example() -> None:
+    # setkey(8)'s "spdadd 10.0.11.41/32[21] 10.0.11.33/32[any] any": source port 21,
+    # any protocol, worked out by hand with Linux's rule (ICMP type as the source port,
+    # ports 0 when the packet has none). A second policy from ports 0-9 catches those.
+    ref = ReferenceSpd()
+    ref.add(
+        1,
+        RawPolicy(
+            "out", 4, "192.0.2.41/32", "192.0.2.33/32", None, (21, 21), None, None, 1, "protect"
+        ),
+    )
+    ref.add(
+        2,
+        RawPolicy(
+            "out", 4, "192.0.2.41/32", "192.0.2.33/32", None, (0, 9), None, None, 2, "bypass"
+        ),
+    )
+    flows = [(6, 21, 80), (17, 21, 53), (1, 21, 0), (1, 8, 0), (50, None, None), (6, 80, 21)]
+    got = [ref.lookup(Packet("out", "192.0.2.41", "192.0.2.33", *flow, None)) for flow in flows]
+    assert got == [1, 1, 1, 2, 2, None]

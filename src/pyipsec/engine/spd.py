@@ -16,6 +16,22 @@ The API is kernel-shaped so that PF_KEY (``SADB_X_SPD*``) and xfrm
 - ``generation`` increases with every change, so callers can tell a cached decision
   is stale.
 
+Ports follow Linux, not RFC 4301's OPAQUE (``xfrm_selector_match`` in
+net/xfrm/xfrm_policy.c, ``xfrm_flowi_sport``/``xfrm_flowi_dport`` in
+include/net/xfrm.h):
+
+- a selector may carry port ranges whatever its protocol, "any" included (setkey's
+  ``spdadd 192.0.2.41/32[21] 192.0.2.33/32[any] any``);
+- a packet's "ports" are its TCP, UDP, SCTP or UDP-Lite ports, or its ICMP/ICMPv6
+  type (source) and code (destination);
+- a packet without ports (any other protocol, or a fragment whose ports the flow does
+  not show) has ports 0, as the kernel's zeroed flow does: it matches a range that
+  contains 0 and no other. RFC 4301 §4.4.1.1 would have such OPAQUE ports match
+  only ANY; the two differ only for ranges that start at 0.
+- Linux also reads a GRE key (47) and a Mobility Header type (135) as ports. Our flow
+  does not extract them, so ports on a GRE or MH selector are refused (``ConfigError``)
+  rather than matched differently; with proto ANY such packets have ports 0.
+
 Lookups go through a tuple-space index (see ``spd_index``) and a small decision cache
 keyed by the packet's 5-tuple; the cache is emptied on every change.
 """
@@ -42,6 +58,7 @@ __all__ = [
     "DIRECTIONS",
     "ICMP_PROTOCOLS",
     "PORT_PROTOCOLS",
+    "UNEXTRACTED_PORT_PROTOCOLS",
     "Policy",
     "PolicyStats",
     "SecurityPolicyDatabase",
@@ -59,11 +76,15 @@ ACTIONS: Final = frozenset({"protect", "bypass", "discard"})
 TEMPLATE_PROTOS: Final = frozenset({"esp", "ah", "ipcomp"})
 TEMPLATE_MODES: Final = frozenset({"tunnel", "transport"})
 TEMPLATE_LEVELS: Final = frozenset({"required", "use", "unique"})
-# Protocols whose selectors carry port ranges (RFC 4301 §4.4.1.1 "Local/Remote Port").
+# Protocols whose packets have ports (RFC 4301 §4.4.1.1 "Local/Remote Port"); a packet
+# of any other protocol is matched as ports 0 (xfrm_flowi_sport's default).
 PORT_PROTOCOLS: Final = frozenset({6, 17, 132, 136})  # TCP, UDP, SCTP, UDP-Lite
 # ICMP and ICMPv6: the "ports" are the message type (sport) and code (dport), the way
 # xfrm packs them (RFC 4301 §4.4.1.3 lists type and code as ICMP selectors).
 ICMP_PROTOCOLS: Final = frozenset({1, 58})
+# GRE and the IPv6 Mobility Header: Linux matches selector ports against the GRE key
+# halves and the MH type, which our flows do not extract; ports there are refused.
+UNEXTRACTED_PORT_PROTOCOLS: Final = frozenset({47, 135})
 # XFRM_MAX_DEPTH: the kernel refuses longer template chains.
 MAX_TEMPLATES: Final = 6
 _U32: Final = 0xFFFFFFFF
@@ -123,9 +144,10 @@ class Selector:
     ``src``/``dst`` are networks (a host address means /32 or /128; ``None`` means any
     address of the other side's family); both must be of one family. ``proto`` None
     means any protocol. ``sport``/``dport`` are inclusive ranges (an int is a single
-    port; None or the full range is ANY) and need a protocol that has ports; for ICMP
-    and ICMPv6 ``sport`` holds the type and ``dport`` the code (0-255). ``dev`` limits
-    the policy to one interface.
+    port; None or the full range is ANY), allowed with any protocol but GRE and MH, as
+    in Linux: for ICMP and ICMPv6 they hold the type and the code (0-255), otherwise
+    0-65535. A packet is matched on its ports, its ICMP type/code, or 0 when it has
+    neither (see the module docstring). ``dev`` limits the policy to one interface.
     """
 
     src: NetworkLike | None
@@ -159,21 +181,15 @@ class Selector:
             # xfrm's 0 is "any protocol"; no packet has an upper layer of 0 once the
             # IPv6 extension headers are walked.
             proto = None
-        if proto in ICMP_PROTOCOLS:
-            top = 255
-        elif proto in PORT_PROTOCOLS:
-            top = 65535
-        else:
-            top = -1
-        if top < 0:
-            if self.sport is not None or self.dport is not None:
-                raise ConfigError(
-                    f"selector: ports need a protocol with ports or ICMP, not proto {proto}"
-                )
-            sport = dport = None
-        else:
-            sport = _to_ports(self.sport, top, "sport")
-            dport = _to_ports(self.dport, top, "dport")
+        top = 255 if proto in ICMP_PROTOCOLS else 65535
+        sport = _to_ports(self.sport, top, "sport")
+        dport = _to_ports(self.dport, top, "dport")
+        if proto in UNEXTRACTED_PORT_PROTOCOLS and (sport is not None or dport is not None):
+            # Linux would match these against the GRE key or the MH type (xfrm_flowi_sport);
+            # refusing is better than a policy that silently matches something else.
+            raise ConfigError(
+                f"selector: ports of proto {proto} (GRE key, MH type) are not supported"
+            )
         dev = self.dev
         if dev is not None and (not isinstance(dev, str) or not dev):
             raise ConfigError(f"selector dev: expected None or an interface name, not {dev!r}")
@@ -477,9 +493,9 @@ class SecurityPolicyDatabase:
     ) -> Policy | None:
         """The policy for a packet, or None: lowest priority number, then oldest.
 
-        ``sport``/``dport`` None is a packet without ports (or a non-first fragment:
-        RFC 4301 §4.4.1.1 OPAQUE); for ICMP pass the type as ``sport`` and the code as
-        ``dport``.
+        ``sport``/``dport`` None is a packet without ports (another protocol, or a
+        fragment): it is matched as ports 0, as Linux does; for ICMP pass the type as
+        ``sport`` and the code as ``dport``.
         """
         try:
             src_packed = ip_address(src).packed

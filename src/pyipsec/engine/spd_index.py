@@ -220,9 +220,12 @@ class TupleSpaceTable(Generic[T]):
         """The entry with the lowest key that matches the packet, or None.
 
         ``sport``/``dport`` None means the packet has no ports to show (a protocol
-        without ports, or a non-first fragment): RFC 4301 §4.4.1.1 OPAQUE, which only
-        a selector whose ports are ANY matches.
+        without ports, or a fragment). It is compared as port 0, as Linux compares
+        its zeroed flow (xfrm_flowi_sport's default): a range holding 0 matches it.
         """
+        # ``or 0``: None -> 0 once per lookup rather than a test per checked entry.
+        sport = sport or 0
+        dport = dport or 0
         best: IndexEntry[T] | None = None
         best_key = _NO_KEY
         width = self.width
@@ -240,13 +243,9 @@ class TupleSpaceTable(Generic[T]):
                 if checks:
                     if checks & CHECK_PROTO and entry.proto != proto:
                         continue
-                    if checks & CHECK_SPORT and (
-                        sport is None or sport < entry.sport_lo or sport > entry.sport_hi
-                    ):
+                    if checks & CHECK_SPORT and not entry.sport_lo <= sport <= entry.sport_hi:
                         continue
-                    if checks & CHECK_DPORT and (
-                        dport is None or dport < entry.dport_lo or dport > entry.dport_hi
-                    ):
+                    if checks & CHECK_DPORT and not entry.dport_lo <= dport <= entry.dport_hi:
                         continue
                     if checks & CHECK_DEV and entry.dev != dev:
                         continue
