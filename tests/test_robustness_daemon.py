@@ -627,6 +627,8 @@ def _drain(sock: socket.socket, quiet: float) -> tuple[list[bytes], bool]:
 
 def _exchange(sock: socket.socket, data: bytes, quiet: float = 0.05) -> tuple[list[bytes], bool]:
     """Send one datagram; the replies (``_drain``)."""
+    # _drain left a very short timeout; a busy server that reads late has not hung up.
+    sock.settimeout(5)
     try:
         sock.send(data)
     except OSError:
