@@ -182,3 +182,32 @@ def test_supported_and_proposal() -> None:
     assert all(cb.hard_addtime == 86400 and cb.soft_addtime < 86400 for cb in prop.combs)
     ah = acquire_proposal(Template("ah", "transport"))
     assert all(cb.encrypt == 0 and cb.auth for cb in ah.combs)
+
+
+def test_ports_with_upper_protocol_any_as_setkey_sends_them() -> None:
+    # setkey's "192.0.2.41/32[21] 192.0.2.33/32[any] any": proto 255 with a source
+    # port. pfkey_spdadd keeps the port whatever the protocol; so do we, both ways.
+    policy = policy_from_message(_spd(c.IPSEC_POLICY_DISCARD, sport=21))
+    assert policy.selector == Selector("198.51.100.0/24", "203.0.113.0/24", None, 21)
+    src, dst = policy_extensions(policy)[:2]
+    assert isinstance(src, Address) and isinstance(dst, Address)
+    assert (src.proto, src.port, dst.proto, dst.port) == (c.IPSEC_ULPROTO_ANY, 21, 255, 0)
+    esp = policy_from_message(_spd(c.IPSEC_POLICY_DISCARD, proto=c.IPPROTO_ESP, sport=500))
+    assert esp.selector.proto == c.IPPROTO_ESP and esp.selector.sport == (500, 500)
+
+
+def test_gre_and_mh_ports_are_einval() -> None:
+    for proto in (47, 135):
+        with pytest.raises(KeyApiError) as info:
+            policy_from_message(_spd(c.IPSEC_POLICY_DISCARD, proto=proto, sport=1))
+        assert info.value.errno == errno.EINVAL and "GRE key, MH type" in str(info.value)
+
+
+def test_single_port_zero_has_no_pfkey_form() -> None:
+    # Port 0 in a PF_KEY address means any; the range 0-0 means "port 0 or none".
+    for sel in (
+        Selector("198.51.100.0/24", None, None, 0),
+        Selector("198.51.100.0/24", None, 1, 0, 3),  # ICMP echo reply's type 0
+    ):
+        with pytest.raises(ConfigError, match="0 means any"):
+            policy_extensions(Policy("out", sel, "discard"))

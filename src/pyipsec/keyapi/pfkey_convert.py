@@ -43,7 +43,7 @@ from pyipsec.crypto.algorithms import (
 )
 from pyipsec.engine.lifetime import Lifetime as EngineLifetime
 from pyipsec.engine.sad import SadEntry, SASpec, SaState
-from pyipsec.engine.spd import ICMP_PROTOCOLS, PORT_PROTOCOLS, Policy, Selector, Template
+from pyipsec.engine.spd import Policy, Selector, Template
 from pyipsec.errors import ConfigError, KeyApiError
 from pyipsec.keyapi import pfkey_const as k
 from pyipsec.keyapi.pfkey import (
@@ -326,7 +326,10 @@ def selector_from_message(msg: PfkeyMessage) -> Selector:
     """The selector of an SPD message: prefixes, upper protocol, one port per side.
 
     For ICMP the kernel carries the type in the source port and the code in the
-    destination port, as our ``Selector`` does; port 0 is "any" in both cases.
+    destination port, as our ``Selector`` does; port 0 is "any" in both cases. Ports
+    go with any upper-layer protocol, "any" (255) included: pfkey_spdadd copies them
+    whatever ``sadb_address_proto`` says (setkey's ``[21] ... any``). ``Selector``
+    refuses what it cannot match as Linux would (GRE keys, MH types): EINVAL.
     """
     src, dst = msg.src, msg.dst
     if src is None or dst is None:
@@ -338,8 +341,6 @@ def selector_from_message(msg: PfkeyMessage) -> Selector:
     proto: int | None = None if src.proto in (0, k.IPSEC_ULPROTO_ANY) else src.proto
     sport: int | None = src.port or None
     dport: int | None = dst.port or None
-    if (sport or dport) and proto not in PORT_PROTOCOLS | ICMP_PROTOCOLS:
-        raise _einval(f"ports need a protocol with ports (TCP, UDP, SCTP) or ICMP, not {proto}")
     try:
         return Selector(_network(src), _network(dst), proto, sport, dport)
     except ConfigError as exc:
@@ -423,6 +424,10 @@ def _one_port(value: int | tuple[int, int] | None, what: str) -> int:
         raise ConfigError(
             f"{what} range {lo}-{hi} cannot be expressed in PF_KEY (one port per address)"
         )
+    if lo == 0:
+        # Port 0 on the wire is "any" (pfkey_spdadd sets no mask for it), but the
+        # range 0-0 matches only packets whose port is 0 (or that have none).
+        raise ConfigError(f"{what} 0 alone cannot be expressed in PF_KEY (0 means any)")
     return lo
 
 
