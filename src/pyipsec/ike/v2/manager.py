@@ -31,6 +31,7 @@ from pyipsec.engine.spd import Policy, Selector, Template
 from pyipsec.errors import ConfigError, KeyApiError, ParseError
 from pyipsec.ike.pools import PoolSet
 from pyipsec.ike.traffic_selectors import TrafficSelector, resolve
+from pyipsec.ike.v2 import peer_config
 from pyipsec.ike.v2.constants import ExchangeType, HeaderFlag, NotifyType
 from pyipsec.ike.v2.events import ChildSaDeleted, Endpoint, Event, IkeSaDeleted
 from pyipsec.ike.v2.ike_sa import (
@@ -51,7 +52,7 @@ from pyipsec.ike.v2.message import (
     build_message,
     parse_message,
 )
-from pyipsec.ike.v2.payloads import NotifyPayload, Payload
+from pyipsec.ike.v2.payloads import IdPayload, NotifyPayload, Payload
 from pyipsec.ike.v2.task_manager import RetransmitSettings, Task, TaskManager
 from pyipsec.ike.v2.tasks.child_create import ChildCreate
 from pyipsec.ike.v2.tasks.child_rekey import (
@@ -508,6 +509,7 @@ class IkeManager:
         if exchange == ExchangeType.IKE_SA_INIT and state is IkeSaState.CREATED:
             return [IkeInit(sa, False)]
         if exchange == ExchangeType.IKE_AUTH and state is IkeSaState.CONNECTING:
+            self._select_by_identity(sa, payloads)
             child = ChildCreate(sa, False, in_ike_auth=True)
             # The CP task assigns the virtual IP before the CHILD SA narrows to it.
             return [IkeAuth(sa, False), ConfigTask(sa, False, self.pools, child), child]
@@ -528,10 +530,27 @@ class IkeManager:
         raise NotifyError(NotifyType.INVALID_SYNTAX)
 
     def _find_config(self, local: Endpoint, remote: Endpoint) -> IkeConfigLike | None:
+        """IKE_SA_INIT's choice, by address alone: the most precise match (a literal
+        address beats ``%any``), the first configured among equals."""
+        best, chosen = 0, None
         for config in self.configs.values():
-            if _matches(config.local_addrs, local[0]) and _matches(config.remote_addrs, remote[0]):
-                return config
-        return None
+            match = peer_config.address_match(config, local[0], remote[0])
+            if match > best:
+                best, chosen = match, config
+        return chosen
+
+    def _select_by_identity(self, sa: IkeSa, payloads: list[Payload]) -> None:
+        """§2.15: IKE_AUTH's IDi (and IDr) may name another connection than the one the
+        addresses chose; use the best match from now on (``ike.v2.peer_config``)."""
+        ids = [p for p in payloads if isinstance(p, IdPayload)]
+        idi = next((p for p in ids if not p.responder), None)
+        idr = next((p for p in ids if p.responder), None)
+        if idi is None:
+            return  # IKE_AUTH answers AUTHENTICATION_FAILED
+        better = peer_config.select(self.configs.values(), sa.local[0], sa.remote[0], idi, idr)
+        if better is not None and better is not sa.config:
+            log.info("%r: peer identity selects connection %s", sa, better.name)
+            sa.config = better
 
     def _init_request(
         self, message: IkeMessage, local: Endpoint, remote: Endpoint, now: float
@@ -655,10 +674,6 @@ def _ip(text: str) -> IPv4Address | IPv6Address:
         return ip_address(text)
     except ValueError:
         raise ConfigError(f"not an IP address: {text!r}") from None
-
-
-def _matches(addresses: Sequence[str], address: str) -> bool:
-    return not addresses or address in addresses or "%any" in addresses
 
 
 @dataclass(frozen=True, slots=True)
