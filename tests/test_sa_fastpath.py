@@ -28,6 +28,8 @@ OTHER = {
                           integ_key=os.urandom(32)),
     "null+sha1": dict(enc="null", integ="sha1", integ_key=os.urandom(20)),
     "gcm+esn": dict(enc="aes128gcm16", enc_key=KEY["aes128gcm16"], esn=True),
+    "aes256+sha384+esn": dict(enc="aes256", enc_key=os.urandom(32), integ="sha384",
+                              integ_key=os.urandom(48), esn=True),
 }  # fmt: skip
 
 

@@ -52,6 +52,7 @@ _IPV6_FIRST = struct.Struct("!IHBB")
 # Fast path (see SecurityAssociation._fast_v4): outer IPv4 header, ESP header and the
 # 8-byte IV in one struct; and the fields of a received IPv4/ESP header it looks at.
 _V4_ESP_IV = struct.Struct("!BBHHHBBH8sIIQ")
+_V4_HDR = struct.Struct("!BBHHHBBH8s")  # IPV4_HEADER with both addresses in one field
 _V4_ESP_IN = struct.Struct("!BBH2xHxB10xIIQ")
 _V4_OUTER = struct.Struct("!BBH2xHxB")  # version/IHL, TOS, total length, frag, protocol
 _V4_TRAILERS = TRAILERS[IPPROTO_IPIP]
@@ -392,9 +393,27 @@ class SecurityAssociation:
                     # AAD = SPI || seq (RFC 4106 §5, RFC 7634 §2.1).
                     out = hdr + aead.encrypt(
                         _NONCE.pack(self._salt, seq),
-                        b"".join((packet, TRAILERS[IPPROTO_IPIP][pad])),
+                        b"".join((packet, _V4_TRAILERS[pad])),
                         hdr[20:28],
                     )
+                elif (cbc := self._pl_cbc) is not None:
+                    # As esp_encrypt's CBC+HMAC path, behind the outer header.
+                    iv_ct = cbc.encryptor.update(
+                        b"".join((NONCE_BLOCK.pack(cbc.iv_prefix, seq), packet, _V4_TRAILERS[pad]))
+                    )
+                    esp_hdr = ESP_HEADER.pack(self.spi, seq & _M32)
+                    h = cbc.mac.copy()
+                    h.update(esp_hdr)
+                    h.update(iv_ct)
+                    if self.esn:
+                        h.update(_U32.pack(seq >> 32))  # RFC 4303 §2.2.1
+                    out = b"".join((
+                        _V4_HDR.pack(
+                            0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
+                            self._pair,
+                        ),
+                        esp_hdr, iv_ct, h.finalize()[: self._icv],
+                    ))  # fmt: skip
                 else:
                     hdr = IPV4_HEADER.pack(
                         0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
