@@ -139,6 +139,20 @@ def test_selector_host_bits_are_masked_and_v6_works() -> None:
     assert sel.src == ipaddress.ip_network("2001:db8:1::1/128")
 
 
+def test_selector_ports_with_proto_any_round_trip() -> None:
+    # The kernel keeps ports whatever sel.proto is (0 = any): "ip xfrm policy add src
+    # 192.0.2.41 dst 192.0.2.33 sport 21 dir out" with no proto. So do we, both ways.
+    xs = _xsel(proto=0, sport=21, sport_mask=0xFFFF)
+    sel = selector_from_xfrm(xs)
+    assert sel.proto is None and sel.sport == (21, 21) and sel.dport is None
+    assert selector_to_xfrm(sel) == xs
+    zero = _xsel(proto=0, dport=0, dport_mask=0xFFF0)  # ports 0-15, so portless flows too
+    assert selector_from_xfrm(zero).dport == (0, 15)
+    assert selector_to_xfrm(selector_from_xfrm(zero)) == zero
+    esp = _xsel(proto=50, sport=500, sport_mask=0xFFFF)
+    assert selector_to_xfrm(selector_from_xfrm(esp)) == esp
+
+
 def test_selector_icmp_type_code() -> None:
     sel = selector_from_xfrm(_xsel(proto=1, sport=8, sport_mask=0xFFFF))
     assert sel.sport == (8, 8) and sel.dport is None
@@ -151,6 +165,8 @@ def test_selector_icmp_type_code() -> None:
         ({"family": 7}, errno.EINVAL),
         ({"prefixlen_d": 33}, errno.EINVAL),
         ({"proto": 47, "dport": 5, "dport_mask": 0xFFFF}, errno.EINVAL),
+        ({"proto": 135, "sport": 1, "sport_mask": 0xFFFF}, errno.EINVAL),
+        ({"proto": 0, "sport": 1, "sport_mask": 0x0F0F}, errno.EINVAL),
         ({"ifindex": 3}, errno.EOPNOTSUPP),
         ({"proto": 6, "dport": 5, "dport_mask": 0x00FF}, errno.EINVAL),
     ],

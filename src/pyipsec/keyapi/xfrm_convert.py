@@ -16,7 +16,11 @@ Where the two models differ:
   contiguous from the top is exactly one aligned range; any other mask has no range
   equivalent and is refused. A range that is not one aligned block is split into the
   fewest ``port/mask`` blocks (``range_to_masks``); a policy needing more than one block
-  becomes several xfrm policies (``policy_to_xfrm`` returns them all).
+  becomes several xfrm policies (``policy_to_xfrm`` returns them all). Ports go with
+  any protocol, 0 ("any") included, as in the kernel, which matches a flow without
+  ports as ports 0 (the SPD does the same); only GRE and MH selectors with ports are
+  refused (EINVAL): the kernel matches those against the GRE key and the MH type,
+  which the engine does not extract.
 - Transport-mode template addresses. The kernel ignores them when it resolves a
   transport template (xfrm_tmpl_resolve_one takes the flow's addresses), and our
   ``Template`` has none, so they are dropped.
@@ -43,7 +47,7 @@ from pyipsec.crypto.algorithms import (
 from pyipsec.engine.events import IPAddress
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.sad import SadEntry, SASpec
-from pyipsec.engine.spd import ICMP_PROTOCOLS, PORT_PROTOCOLS, Policy, Selector, Template
+from pyipsec.engine.spd import ICMP_PROTOCOLS, Policy, Selector, Template
 from pyipsec.errors import ConfigError, KeyApiError
 from pyipsec.keyapi import xfrm_const as c
 from pyipsec.keyapi.xfrm import Attr, XfrmMessage
@@ -185,8 +189,6 @@ def selector_from_xfrm(sel: XSelector) -> Selector:
     top = 255 if proto in ICMP_PROTOCOLS else _U16
     sport = mask_to_range(sel.sport, sel.sport_mask, top)
     dport = mask_to_range(sel.dport, sel.dport_mask, top)
-    if (sport is not None or dport is not None) and proto not in PORT_PROTOCOLS | ICMP_PROTOCOLS:
-        raise einval(f"ports need TCP, UDP, SCTP, UDP-Lite or ICMP, not proto {sel.proto}")
     try:
         return Selector(src, dst, proto, sport, dport)
     except ConfigError as exc:
