@@ -311,7 +311,12 @@ class IkeManager:
     def install_trap(self, name: str, child: str) -> int:
         """Out policies for ``child`` that make the engine ACQUIRE on first traffic.
 
-        Returns the reqid the trap and the CHILD SAs it triggers share.
+        Returns the reqid the trap and the CHILD SAs it triggers share. ``dynamic`` is
+        the IKE address on both sides, also for a connection with ``vips``: no virtual
+        IP exists before the IKE SA does (strongSwan's trap manager does the same).
+        The first packet, from the physical address, negotiates; the responder narrows
+        TSi to the leased address (§2.19), the CHILD SA's policies cover it and the trap
+        stays for the physical address (its later ACQUIREs find the CHILD SA).
         """
         config = self.configs.get(name)
         if config is None or not config.local_addrs or not config.remote_addrs:
