@@ -145,7 +145,9 @@ def main() -> int:
         )
         time.sleep(1.0)  # let tcpdump attach before the first packet
         ping = subprocess.run(
-            in_ns(NS_A, "ping", "-c", "3", "-i", "0.3", "-W", "2", "-I", HOST_A, HOST_B),
+            # -w: keep trying for up to 10 s until 3 replies came (a busy machine may lose
+            # the first packet to ARP); the exit status says whether they did.
+            in_ns(NS_A, "ping", "-c", "3", "-i", "0.3", "-w", "10", "-I", HOST_A, HOST_B),
             text=True,
             capture_output=True,
         )
@@ -163,7 +165,7 @@ def main() -> int:
         say("on the wire (veth-a): ESP only, no ICMP in the clear")
         print(wire.rstrip() or "  (tcpdump saw nothing)")
         esp_seen = wire.count("ESP(spi=")
-        ok = ping.returncode == 0 and esp_seen >= 6
+        ok = ping.returncode == 0 and " 3 received" in ping.stdout and esp_seen >= 6
         say("result: " + ("the tunnel works" if ok else "FAILED"))
         print(f"  ping exit {ping.returncode}, {esp_seen} ESP packets seen on the wire")
         return 0 if ok else 1
