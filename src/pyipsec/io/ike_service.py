@@ -4,8 +4,10 @@ What this glue does (the manager does everything else):
 
 - UDP port 500: sockets of our own (SO_MARK, so IKE to a protected peer leaves by the
   normal routes, and ``IP_PKTINFO`` to learn which local address the peer used). Port
-  4500 belongs to the daemon (shared with ESP-in-UDP, RFC 3948): it hands us what
-  follows the non-ESP marker (``Daemon.ike_hook``) and we send on its socket with the
+  4500 comes with the data plane (``io.ike_plane.IkePlane``): on the embedded one it
+  belongs to the daemon (shared with ESP-in-UDP, RFC 3948), which hands us what follows
+  the non-ESP marker (``Daemon.ike_hook``); on the kernel's, the sockets are our own,
+  with UDP_ENCAP_ESPINUDP so the kernel keeps the ESP. Either way we send with the
   marker put back (§2.2).
 - Timers: one loop timer at ``manager.get_timer()``, re-armed after every change.
 - Engine events (ACQUIRE, EXPIRE) -> ``manager.handle_engine_event``; the IKE events
@@ -27,7 +29,9 @@ What this glue does (the manager does everything else):
   the mapping ESP-in-UDP and IKE use.
 
 ``IkeService`` itself only needs a loop (``call_at``/``time``) and a ``Transport``, so
-tests run it over fake ones; ``attach_ike(daemon, path)`` wires the real sockets.
+tests run it over fake ones; ``attach_ike(daemon, path, plane=...)`` wires the real
+sockets into any daemon with the ``io.ike_plane.DaemonLike`` face: the embedded
+``Daemon`` (the default plane) or ``KernelDaemon`` (``io.ike_plane.kernel_plane``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pyipsec.config.swanctl import SwanctlConfig, load_swanctl
 from pyipsec.engine.backend import KeyManagementBackend
@@ -60,18 +64,19 @@ from pyipsec.ike.v2.events import (
 )
 from pyipsec.ike.v2.ike_sa import IkeSa, IkeSaState
 from pyipsec.ike.v2.manager import IKE_PORT, NATT_PORT, IkeManager, ManagerSettings
+from pyipsec.io.ike_plane import (
+    NON_ESP_MARKER,
+    DaemonLike,
+    IkePlane,
+    embedded_plane,
+    read_natt,
+)
 from pyipsec.io.ike_timers import TICK, IkeTimers
 from pyipsec.io.keylog_files import KeyLogFiles
-from pyipsec.io.routing import IPAddress
 from pyipsec.io.sockets import SO_MARK, recv_with_pktinfo
-from pyipsec.io.vip import VirtualIps
-
-if TYPE_CHECKING:
-    from pyipsec.io.daemon import Daemon
 
 log = logging.getLogger("pyipsec.ike")
 
-NON_ESP_MARKER = bytes(4)  # RFC 3948 §2.2: IKE on port 4500 starts with four zero octets
 IP_PKTINFO = 8
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
@@ -128,6 +133,7 @@ class IkeService:
         self.traps: dict[tuple[str, str], int] = {}  # (connection, child) -> reqid
         self.history: list[dict[str, Any]] = []
         self.send_errors = 0
+        self.natt_strays = 0  # non-IKE datagrams on our own port-4500 sockets
         self._timer: Any = None
         self._timer_at: float | None = None
         self._tick_timer: Any = None
@@ -552,25 +558,63 @@ def _text(packed: bytes) -> str:
 
 
 def attach_ike(
-    daemon: Daemon, config: str | Path, settings: ManagerSettings | None = None
+    daemon: DaemonLike,
+    config: str | Path,
+    settings: ManagerSettings | None = None,
+    *,
+    plane: IkePlane | None = None,
 ) -> IkeService:
-    """Run IKE in ``daemon`` with the swanctl file ``config`` (errors name file:line)."""
-    net = daemon.net
-    if net is None:
-        raise ConfigError("IKE needs the daemon's network sockets")
+    """Run IKE in ``daemon`` with the swanctl file ``config`` (errors name file:line).
+
+    ``plane`` says what IKE keys and which sockets it uses (``io.ike_plane``); by default
+    the embedded data plane of an ``io.daemon.Daemon``."""
+    if plane is None:
+        plane = embedded_plane(daemon)
+    opts = daemon.options
+    mark = opts.mark
+    try:
+        transport = UdpTransport(mark, plane.natt, natt_port=opts.port, ipv6=opts.ipv6)
+    except OSError as exc:
+        _close_plane(plane)
+        raise ConfigError(f"cannot open the IKE port {IKE_PORT}: {exc.strerror}") from exc
+    try:
+        service = _attach(daemon, config, settings, plane, transport)
+    except BaseException:
+        transport.close()
+        _close_plane(plane)
+        raise
+    log.info("IKE on the %s data plane: %s", plane.name, config)
+    return service
+
+
+def _close_plane(plane: IkePlane) -> None:
+    for hook in plane.close_hooks:
+        with contextlib.suppress(Exception):
+            hook()
+
+
+def _attach(
+    daemon: DaemonLike,
+    config: str | Path,
+    settings: ManagerSettings | None,
+    plane: IkePlane,
+    transport: UdpTransport,
+) -> IkeService:
     mark = daemon.options.mark
-    natt = {k: v for k, v in net.sockets.items() if k in ("udp4", "udp6")}
-    transport = UdpTransport(mark, natt, natt_port=daemon.options.port, ipv6=daemon.options.ipv6)
-    vips = _virtual_ips(daemon)
+    loop = daemon.loop
+    if plane.prepare_socket is not None:
+        for sock in transport.readers():
+            plane.prepare_socket(sock)
     try:
         interval = float(os.environ.get("PYIPSEC_NAT_KEEPALIVE", NAT_KEEPALIVE))
     except ValueError:
         raise ConfigError("PYIPSEC_NAT_KEEPALIVE must be a number of seconds") from None
     if not interval > 0:
         raise ConfigError("PYIPSEC_NAT_KEEPALIVE must be positive")
+    vips = plane.virtual_ips
     service = IkeService(
-        daemon.engine,
-        daemon.loop,
+        plane.backend,
+        loop,
         transport,
         settings=settings,
         after_change=daemon.after_key_management,
@@ -587,9 +631,10 @@ def attach_ike(
             keylog = KeyLogFiles(keylog_dir)
             service.manager.ctx.keylog = keylog.keylog
             log.warning("IKE key log on: SA keys are written to %s (debugging only)", keylog_dir)
+        # The plane's hooks before the file: a trap it installs is recorded at once.
+        daemon.event_hooks.extend(plane.event_hooks)
         service.load_file(config)
     except BaseException:
-        transport.close()
         if keylog is not None:
             keylog.close()
         raise
@@ -600,41 +645,37 @@ def attach_ike(
         for data, src, dst, sport, _ in recv_with_pktinfo(sock):
             with contextlib.suppress(ValueError):
                 service.manager.receive_datagram(
-                    data, (_text(dst), transport.port), (_text(src), sport), daemon.loop.time()
+                    data, (_text(dst), transport.port), (_text(src), sport), loop.time()
                 )
         service.pump()
 
     for sock in transport.readers():
-        daemon.loop.add_reader(sock.fileno(), read, sock)
+        loop.add_reader(sock.fileno(), read, sock)
 
     def from_natt(payload: bytes, src: bytes, dst: bytes, sport: int, dport: int) -> None:
         with contextlib.suppress(ValueError):
             service.receive(payload, (_text(dst), dport), (_text(src), sport))
 
-    daemon.ike_hook = from_natt
+    if plane.set_natt_hook is not None:
+        plane.set_natt_hook(from_natt)
+    else:
+        # Our own encap sockets (kernel data plane): IKE reads them itself.
+        def read_own(sock: socket.socket) -> None:
+            service.natt_strays += read_natt(sock, transport.natt_port, from_natt)
+
+        for sock in plane.natt.values():
+            loop.add_reader(sock.fileno(), read_own, sock)
     daemon.event_hooks.append(service.on_engine_event)
     daemon.reload_hooks.append(service.reload)
     daemon.close_hooks.append(transport.close)
     if vips is not None:
         daemon.close_hooks.append(vips.clear)
+    daemon.close_hooks.extend(plane.close_hooks)
     _add_commands(daemon, service)
     return service
 
 
-def _virtual_ips(daemon: Daemon) -> VirtualIps | None:
-    """Our virtual IPs go on the TUN; the engine and the route hints learn of them."""
-    if daemon.tun is None:
-        return None
-
-    def changed(addresses: list[IPAddress]) -> None:
-        daemon.engine.set_local_addresses(addresses)
-        if daemon.routes is not None:
-            daemon.routes.set_local_addresses(addresses)
-
-    return VirtualIps(daemon.tun.name, changed=changed)
-
-
-def _add_commands(daemon: Daemon, service: IkeService) -> None:
+def _add_commands(daemon: DaemonLike, service: IkeService) -> None:
     control = daemon.control
     if control is None:
         return

@@ -13,7 +13,7 @@ same outside face, so every client works unchanged against either data plane:
 - events: one NETLINK_XFRM socket joined to XFRMNLGRP_ACQUIRE, EXPIRE, SA and POLICY;
   ``io.kernel_events`` turns what it reads into the engine's events, which go to the
   PF_KEY server (ACQUIRE to registered sockets, EXPIRE, changes made by others), to
-  xfrm.sock subscribers, and to ``event_hooks`` (where IKE will listen);
+  xfrm.sock subscribers, and to ``event_hooks`` (where IKE listens);
 - the pid file, SIGTERM/SIGINT (stop), SIGHUP (``reload_hooks``), as ``Daemon``.
 
 Why a class of its own rather than a data-plane object inside ``Daemon``: nearly all of
@@ -30,13 +30,17 @@ removes what was installed *through it* since it started, and only that, as stro
 does for the CHILD_SAs and policies it installed: kernel state added by ``ip xfrm`` or
 present before the daemon started is never touched, and nothing is ever flushed.
 
-Where IKE attaches (``io.ike_service``): ``backend`` (the KeyManagementBackend to key),
-``loop``, ``event_hooks`` (ACQUIRE/EXPIRE from the kernel), ``reload_hooks`` (SIGHUP),
-``close_hooks``, ``control.handler.commands`` (up/down/status), ``after_key_management``.
-What it lacks today is a UDP 4500 socket: here there is no ESP socket to share, so IKE
-must open its own with UDP_ENCAP_ESPINUDP set (the kernel then decapsulates ESP-in-UDP
-itself and passes IKE, behind the non-ESP marker, up; RFC 3948 §2.2), which ``start``
-refuses until that lands.
+IKE (``--config FILE``, swanctl.conf): ``io.ike_service.attach_ike`` with the kernel's
+plane (``io.ike_plane.kernel_plane``). IKE installs its CHILD SAs, their policies and its
+trap policies through the same ``KernelBackend``; the kernel's ACQUIRE and EXPIRE reach
+it through ``event_hooks``; SIGHUP re-reads the file; control.sock gains ``ike-up``,
+``ike-down``, ``ike-status``, ``ike-reload`` and an ``ike`` section in ``status``. IKE
+runs on UDP 500 and on a port-4500 socket of its own with UDP_ENCAP_ESPINUDP set, so the
+kernel decapsulates ESP-in-UDP itself and passes IKE up behind the non-ESP marker (RFC
+3948 §2.2). On a kernel without ESP the IKE SA still comes up and the CHILD SA is
+refused (the log says "this kernel cannot run ESP with ..."); the daemon keeps running.
+What IKE installed is removed when the daemon stops; routes and virtual IPs: see
+``io.ike_plane``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ from pyipsec.engine.events import Acquire, Event, Expire
 from pyipsec.errors import ConfigError, PyipsecError
 from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer
 from pyipsec.io.daemon import DaemonOptions, SelectorLoop
+from pyipsec.io.ike_plane import kernel_plane
+from pyipsec.io.ike_service import IkeService, attach_ike
 from pyipsec.io.kernel_backend import KernelBackend
 from pyipsec.io.kernel_events import GROUPS, Installed, KernelEvents
 from pyipsec.io.kernel_status import kernel_status
@@ -88,8 +94,8 @@ class KernelDaemon:
         self.loop = SelectorLoop()
         self.kernel: KernelBackend | None = backend
         self.events_sock: XfrmSocket | None = events
-        # What the key managers (PF_KEY, xfrm, later IKE) call: the kernel, with a
-        # record of what they installed.
+        # What the PF_KEY and xfrm servers call: the kernel, with a record of what they
+        # installed (IKE keeps its own record: io.ike_plane).
         self.backend: Installed | None = None
         self.mirror = KernelEvents()
         self.control: SeqpacketServer | None = None
@@ -102,6 +108,7 @@ class KernelDaemon:
             ("kernel_events", "kernel_overruns", "kernel_bad_messages"), 0
         )
         self._pending: deque[Event] = deque()
+        self.ike: IkeService | None = None
         self._pid_file = Path(options.run_dir) / "pyipsec.pid"
         self._started = time.time()
         self._closing = False
@@ -117,12 +124,6 @@ class KernelDaemon:
 
     def _start(self) -> None:
         opts = self.options
-        if opts.config is not None:
-            # io.ike_service binds IKE to the embedded data plane's sockets for now.
-            raise ConfigError(
-                "--config (IKE) is not available with --data-plane kernel yet; "
-                "use setkey/xfrm, or --data-plane embedded"
-            )
         run_dir = Path(opts.run_dir)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._claim_pid_file()
@@ -143,6 +144,10 @@ class KernelDaemon:
         self.control = self.add_server("control.sock", handler)
         self._serve_key_apis(self.backend)
         self.event_hooks.append(self.backend.forget)
+        if opts.config is not None:
+            # IKE keys the kernel directly, not through ``self.backend``: what it installs
+            # is its own to remove (io.ike_plane), not the administrator's.
+            self.ike = attach_ike(self, opts.config, plane=kernel_plane(opts, kernel))
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
