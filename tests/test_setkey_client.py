@@ -33,9 +33,9 @@ from pyipsec.keyapi.setkey_grammar import parse_setkey
 # tests/data/setkey/manual_examples.conf); des-cbc and hmac-md5, which the engine does
 # not implement, replaced by aes-cbc and hmac-sha1 with keys of their sizes (and an
 # hmac-sha1 added where the manual has encryption only, which the engine refuses); the
-# AH and TCP-MD5 SAs left for test_sa_types_the_engine_cannot_hold; "tcp" instead of
-# "any" in the policy with port 21 (the engine's selectors have ports only for
-# protocols that have them; the "any" form is refused, see that test too).
+# AH and TCP-MD5 SAs left for test_sa_types_the_engine_cannot_hold. The policy with
+# port 21 and upper-layer protocol "any" is the manual's: ports go with any protocol,
+# as in Linux.
 MANUAL_EXAMPLES = """
 add 2001:db8:4819::1 2001:db8:481d::1 esp 123457
         -E aes-cbc 0x3ffe05014819ffff3ffe05014819ffff
@@ -47,7 +47,7 @@ add 192.0.2.41 192.0.2.33 esp 0x10001
 
 get 192.0.2.41 192.0.2.33 esp 0x10001 ;
 
-spdadd 192.0.2.41/32[21] 192.0.2.33/32[any] tcp
+spdadd 192.0.2.41/32[21] 192.0.2.33/32[any] any
         -P out ipsec esp/tunnel/203.0.113.1-203.0.113.2/require ;
 
 add 192.0.2.41 192.0.2.34 esp 0x10002
@@ -126,12 +126,15 @@ def test_manual_examples_apply_and_dump(setup: Any) -> None:
     assert "2001:db8:4819::1 2001:db8:481d::1 \n" in sad
     assert "\tE: aes-cbc  3ffe0501 4819ffff 3ffe0501 4819ffff" in sad
     spd = client.spd_text()
-    assert "192.0.2.41[21] 192.0.2.33[any] tcp\n\tout prio def ipsec\n" in spd
+    assert "192.0.2.41[21] 192.0.2.33[any] 255\n\tout prio def ipsec\n" in spd
     assert "\tesp/tunnel/203.0.113.1-203.0.113.2/require\n" in spd
     assert "::/0 ::/0 ipv6-icmp 135,0\n\tin prio def none\n" in spd
     assert "192.0.2.0/24[any] 192.0.2.33[any] 255\n\tfwd prio def ipsec\n" in spd
     assert "\tesp/transport//require\n" in spd
     assert len(engine.dump_policy()) == 4
+    ftp = next(p for p in engine.dump_policy() if p.selector.sport == (21, 21))
+    assert (ftp.direction, ftp.selector.proto, ftp.selector.sport) == ("out", None, (21, 21))
+    assert ftp.selector.dport is None and ftp.templates[0].dst == ip_address("203.0.113.2")
 
 
 def test_sa_types_the_engine_cannot_hold(setup: Any) -> None:
@@ -147,6 +150,7 @@ def test_sa_types_the_engine_cannot_hold(setup: Any) -> None:
         add 192.0.2.41 192.0.2.33 esp 0x10003 -E aes-cbc 0x3ffe05014819ffff3ffe05014819ffff
             -A hmac-sha1 "authentication!!1234" ;
         spdadd 192.0.2.41/32[21] 192.0.2.33/32[any] any -P out discard ;
+        spdadd ::/0 ::/0 mh 1,0 -P in none ;
         """,
     )
     # Each refusal names the command, the errno and what the daemon does not take.
@@ -156,15 +160,20 @@ def test_sa_types_the_engine_cannot_hold(setup: Any) -> None:
         (4, ["add esp 0x10001", "Function not implemented"]),
         (5, ["add esp 0x10002", "Invalid argument"]),
         (6, [""]),
-        (8, ["spdadd 192.0.2.41/32 192.0.2.33/32 -P out", "Invalid argument"]),
+        (8, [""]),
+        (9, ["spdadd ::/0 ::/0 -P in", "Invalid argument"]),
     ]
     assert "AH SAs are not supported" in results[0].error
     assert "TCP-MD5 signature SAs (RFC 2385)" in results[1].error
     assert "des-cbc is not implemented (available: aes-cbc" in results[2].error
     assert "a 64-bit key does not fit encryption algorithm aes-cbc" in results[3].error
-    assert "ports need an upper-layer protocol with ports" in results[5].error
+    assert "a Mobility Header type is not a selector" in results[6].error
     assert "0x3ffe" not in "".join(r.error for r in results)  # never a key
     assert [e.spi for e in engine.dump_sa()] == [0x10003]
+    # The manual's port-21-any-protocol policy lands (Linux takes it as well).
+    [ftp] = engine.dump_policy()
+    assert ftp.selector.proto is None and ftp.selector.sport == (21, 21)
+    assert ftp.action == "discard"
 
 
 def test_unknown_algorithm_name_applies_nothing(setup: Any) -> None:

@@ -2,7 +2,7 @@
 
 A PF_KEY reply carries an errno and nothing else (RFC 2367 §2.3.1: ``sadb_msg_errno``),
 so ``pyipsec setkey`` only learns "Function not implemented" for a DES SA or "Invalid
-argument" for a policy with ports and no protocol. The client still holds the command
+argument" for a policy with a GRE key. The client still holds the command
 it sent, and this package's algorithm registry is what the daemon implements, so the
 likely cause can be named next to the errno::
 
@@ -44,10 +44,8 @@ from pyipsec.keyapi.setkey_commands import (
 __all__ = ["describe_command", "explain"]
 
 _ESP: Final = frozenset({"esp", "esp-old", "esp-udp"})
-_PORT_PROTOCOLS: Final = frozenset({6, 17, 132})  # TCP, UDP, SCTP
-_ICMP_LIKE: Final = frozenset({1, 58, 135})
-_ANY: Final = 255
 _GRE: Final = 47
+_MH: Final = 135
 _OTHER_SA: Final = {
     "ah": "AH SAs are not supported (pyipsec implements ESP only; ESP with NULL "
     "encryption authenticates too, RFC 4303 §3.2)",
@@ -146,17 +144,14 @@ def _sa_hint(cmd: AddSA, err: int) -> str:
 
 
 def _policy_hint(cmd: SpdAdd | SpdDelete, err: int) -> str:
+    # Ports go with any upper-layer protocol, "any" included, as in Linux; only GRE and
+    # MH have port fields the engine cannot match (the GRE key, the MH type).
     has_ports = bool(cmd.sport or cmd.dport)
     if err == errno.EINVAL:
-        if cmd.upperspec == _GRE and cmd.gre_key is not None:
+        if cmd.upperspec == _GRE and (cmd.gre_key is not None or has_ports):
             return "a GRE key is not a selector pyipsec knows (drop the key)"
-        if has_ports and cmd.upperspec not in _PORT_PROTOCOLS | _ICMP_LIKE:
-            # RFC 4301 §4.4.1.1: ports are selectors of protocols that have them.
-            upper = "any" if cmd.upperspec == _ANY else str(cmd.upperspec)
-            return (
-                f"ports need an upper-layer protocol with ports (tcp, udp, sctp), not "
-                f"{upper}; write one spdadd per protocol"
-            )
+        if cmd.upperspec == _MH and (cmd.icmp_type or cmd.icmp_code or has_ports):
+            return "a Mobility Header type is not a selector pyipsec knows (drop the type)"
         if isinstance(cmd, SpdAdd) and any(rq.protocol != "esp" for rq in cmd.requests):
             return "only esp requests are supported (no ah or ipcomp)"
     if err == errno.EEXIST:
