@@ -86,7 +86,12 @@ def setup_logging(level: str) -> None:
 @subcommand("daemon", "run the IPsec daemon (TUN data plane, control sockets)")
 def _daemon(parser: argparse.ArgumentParser) -> Runner:
     _add_run_dir(parser)
-    parser.add_argument("--config", metavar="FILE", type=Path, help="swanctl.conf-style file")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="swanctl.conf-style file: IKE connections (either data plane)",
+    )
     parser.add_argument("--tun", default="pyipsec0", metavar="NAME", help="TUN device name")
     parser.add_argument(
         "--data-plane",
@@ -97,7 +102,8 @@ def _daemon(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument(
         "--remove-on-exit",
         action="store_true",
-        help="kernel data plane: on exit, remove the SAs/policies installed through the daemon",
+        help="kernel data plane: on exit, remove the SAs/policies installed through the "
+        "daemon's pfkey.sock/xfrm.sock (what IKE installs is always removed)",
     )
     parser.add_argument(
         "--foreground", action="store_true", help="stay attached (default: detach when ready)"
