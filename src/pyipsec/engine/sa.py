@@ -617,7 +617,6 @@ class SecurityAssociation:
             else:
                 seq = lo if lo > top or not replay.size else 0  # 0 is never fast
             if seq and spi == self.spi and not (n - self._esp_fixed) % self._pl_block:
-                mv = memoryview(esp)
                 pt: bytes | None = None
                 at = 0
                 aead = self._pl_aead
@@ -625,9 +624,9 @@ class SecurityAssociation:
                 if aead is not None:
                     try:
                         pt = aead.decrypt(
-                            self._salt + mv[8:16],
-                            mv[16:],
-                            _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else mv[:8],
+                            self._salt + esp[8:16],
+                            esp[16:],
+                            _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else esp[:8],
                         )
                     except InvalidTag:
                         pt = None
@@ -638,11 +637,11 @@ class SecurityAssociation:
                     at = 16
                     icv_at = n - self._icv
                     h = cbc.mac.copy()
-                    h.update(mv[:icv_at])
+                    h.update(esp[:icv_at])
                     if self.esn:
                         h.update(_U32.pack(seq >> 32))
-                    if compare_digest(h.finalize()[: self._icv], mv[icv_at:]):
-                        pt = cbc.decryptor.update(mv[8:icv_at])
+                    if compare_digest(h.finalize()[: self._icv], esp[icv_at:]):
+                        pt = cbc.decryptor.update(esp[8:icv_at])
                 if pt is None:
                     counters = self.counters
                     counters.integrity_failed += 1
@@ -711,9 +710,7 @@ class SecurityAssociation:
                 and (seq > replay.top or not replay.size)
             ):
                 try:
-                    pt = aead.decrypt(
-                        _NONCE.pack(self._salt, iv), memoryview(packet)[36:], packet[20:28]
-                    )
+                    pt = aead.decrypt(_NONCE.pack(self._salt, iv), packet[36:], packet[20:28])
                 except InvalidTag:
                     counters = self.counters
                     counters.integrity_failed += 1
