@@ -4,18 +4,21 @@ is killed, and the key log decrypting a live capture (same namespaces as
 192.0.2.2 protecting 203.0.113.1, ESP in UDP 4500 as kernel-libipsec sends it).
 
 Short lifetimes on one side make the rekeys happen within seconds; a ping every 50 ms
-runs across them and must lose nothing (make before break, RFC 7296 §2.8), and both
-sides must list the same, new SPIs. Everything started is stopped whatever happens.
+(and, in one case, a TCP stream of 2 MiB/s for 15 s, SHA-256 checked) runs across them
+and must lose nothing (make before break, RFC 7296 §2.8), and both sides must list the
+same, new SPIs. Everything started is stopped whatever happens.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,6 +189,115 @@ def test_child_rekey_under_traffic(tmp_path: Path, rekeying: str) -> None:
         spi_i, spi_r, child = _same_sas(py, sw)
         assert (spi_i, spi_r) == first[:2]  # the IKE SA stays
         assert child != first[2] and len(seen) >= 3, seen  # new SPIs, seen by both sides
+        assert len(py.status()["sas"]) == 2  # the replaced pairs are gone
+
+
+# A paced TCP stream for the CHILD rekey case: the client sends random data at RATE for
+# DURATION seconds, hashing it; the server hashes what arrives and answers with the
+# digest and the byte count. Each reads its namespace's TCP counters (/proc/net/snmp is
+# per network namespace) so the test can show retransmissions too.
+RATE, DURATION = 2 * 1024 * 1024, 15.0
+
+_STREAM_SERVER = textwrap.dedent(
+    """
+    import hashlib, socket, sys
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((sys.argv[1], int(sys.argv[2])))
+    srv.listen(1)
+    srv.settimeout(30)
+    print("ready", flush=True)
+    conn, _ = srv.accept()
+    conn.settimeout(30)
+    h, n = hashlib.sha256(), 0
+    while chunk := conn.recv(1 << 16):
+        h.update(chunk)
+        n += len(chunk)
+    conn.sendall(f"{h.hexdigest()} {n}".encode())
+    conn.close()
+    """
+)
+_STREAM_CLIENT = textwrap.dedent(
+    """
+    import hashlib, json, os, socket, sys, time
+
+    def retrans():
+        rows = [l.split() for l in open("/proc/net/snmp") if l.startswith("Tcp:")]
+        return int(rows[1][rows[0].index("RetransSegs")])
+
+    src, dst, port, rate, duration = sys.argv[1:6]
+    rate, duration = int(rate), float(duration)
+    before = retrans()
+    s = socket.create_connection((dst, int(port)), timeout=30, source_address=(src, 0))
+    h, sent, start = hashlib.sha256(), 0, time.monotonic()
+    while (elapsed := time.monotonic() - start) < duration:
+        if sent > rate * elapsed:
+            time.sleep(0.01)
+            continue
+        chunk = os.urandom(1 << 16)
+        s.sendall(chunk)
+        h.update(chunk)
+        sent += len(chunk)
+    s.shutdown(socket.SHUT_WR)
+    reply = s.recv(200).decode().split()
+    print(json.dumps({"sha256": h.hexdigest(), "bytes": sent, "reply": reply,
+                      "seconds": time.monotonic() - start, "retrans": retrans() - before}))
+    """
+)
+
+_IPSEC_DROPS = ("XfrmInNoStates", "XfrmOutNoStates", "XfrmInStateProtoError",
+                "XfrmInStateSeqError", "XfrmInStateExpired", "XfrmOutStateExpired",
+                "XfrmInStateInvalid", "XfrmOutStateInvalid")  # fmt: skip
+
+
+def _drops(py: Daemon) -> dict[str, int]:
+    stats = py.status().get("stats", {})
+    return {k: int(stats.get(k, 0)) for k in _IPSEC_DROPS}
+
+
+def test_tcp_stream_across_child_rekeys(tmp_path: Path) -> None:
+    """A TCP stream at 2 MiB/s for 15 s while pyipsec rekeys the CHILD SA every 3-6 s:
+    every byte arrives (SHA-256), no SA is missing for a packet on our side, and at
+    least two rekeys happened under it (make before break, RFC 7296 §2.8)."""
+    _skip_without_strongswan()
+    short = "rekey_time = 6s\n    life_time = 9s"
+    with _setup(tmp_path) as (py, sw):
+        sw.start(_sw_conf())
+        py.start_with(_py_conf(child_extra=short))
+        _up(py, sw)
+        first = _same_sas(py, sw)
+        drops = _drops(py)
+        work = py.work
+        (work / "server.py").write_text(_STREAM_SERVER)
+        (work / "client.py").write_text(_STREAM_CLIENT)
+        server = sw.ns.popen([sys.executable, str(work / "server.py"), SW_NET, "5003"],
+                             stdout=subprocess.PIPE)  # fmt: skip
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == b"ready"
+        client = py.ns.popen(
+            [sys.executable, str(work / "client.py"), PY_NET, SW_NET, "5003", str(RATE),
+             str(DURATION)],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        seen = {first[2]}
+        try:
+            while client.poll() is None:
+                time.sleep(1)
+                for sa in py.established():
+                    seen.update((c["spi_in"], c["spi_out"]) for c in sa["children"])
+            out, _ = client.communicate(timeout=40)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            server.wait(10)
+        result = json.loads(out)
+        digest, count = result["reply"]
+        assert digest == result["sha256"] and int(count) == result["bytes"], result
+        assert result["bytes"] >= RATE * DURATION * 0.9, result  # the stream kept its pace
+        assert len(seen) >= 3, seen  # at least two CHILD rekeys under the stream
+        assert _drops(py) == drops, (drops, py.tail()[-3000:])
+        sys.stderr.write(f"tcp across rekeys: {result}, {len(seen) - 1} rekeys\n")
+        _same_sas(py, sw)  # both sides agree on the last pair
         assert len(py.status()["sas"]) == 2  # the replaced pairs are gone
 
 
