@@ -373,18 +373,6 @@ def test_remove_on_exit_removes_only_what_went_through_the_daemon(tmp_path: Path
 # -- without root: refusals before any socket is opened ----------------------------------------
 
 
-def test_config_is_refused_until_ike_runs_on_the_kernel_data_plane(tmp_path: Path) -> None:
-    from pyipsec.errors import ConfigError
-    from pyipsec.io.daemon import DaemonOptions
-    from pyipsec.io.kernel_daemon import KernelDaemon as Daemon
-
-    daemon = Daemon(DaemonOptions(run_dir=tmp_path / "run", config=tmp_path / "swanctl.conf"))
-    with pytest.raises(ConfigError, match="--data-plane embedded"):
-        daemon.start()
-    assert daemon.kernel is None and daemon.events_sock is None
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_live_pid_file_is_refused_and_left_alone(tmp_path: Path) -> None:
     from pyipsec.errors import ConfigError
     from pyipsec.io.daemon import DaemonOptions
