@@ -120,3 +120,30 @@ def test_status_json_over_a_real_socket(tmp_path: Path, capsys: pytest.CaptureFi
         thread.join()
         server.close()
         loop.close()
+
+
+def test_log_target_syslog_and_its_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import logging.handlers
+
+    args = cli.build_parser().parse_args(["daemon", "--log-target", "syslog"])
+    assert args.log_target == "syslog"
+    made: list[tuple[object, int]] = []
+
+    class FakeSysLog(logging.Handler):
+        LOG_DAEMON = logging.handlers.SysLogHandler.LOG_DAEMON
+
+        def __init__(self, address: object, facility: int) -> None:
+            super().__init__()
+            made.append((address, facility))
+
+    monkeypatch.setattr(logging.handlers, "SysLogHandler", FakeSysLog)
+    monkeypatch.setattr(cli.os.path, "exists", lambda path: path == "/dev/log")
+    cli.setup_logging("info", "syslog")
+    (handler,) = logging.getLogger("pyipsec").handlers
+    assert isinstance(handler, FakeSysLog)
+    assert made == [("/dev/log", logging.handlers.SysLogHandler.LOG_DAEMON)]
+    monkeypatch.setattr(cli.os.path, "exists", lambda path: False)
+    cli.setup_logging("info", "syslog")  # no syslog socket here: stderr it is
+    (handler,) = logging.getLogger("pyipsec").handlers
+    assert isinstance(handler, logging.StreamHandler)

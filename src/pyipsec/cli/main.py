@@ -18,6 +18,7 @@ import argparse
 import importlib
 import json
 import logging
+import logging.handlers
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -72,9 +73,21 @@ class _SubsystemFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+SYSLOG_FORMAT = "pyipsec[%(process)d]: %(levelname)s [%(subsystem)s] %(message)s"
+
+
+def setup_logging(level: str, target: str = "stderr") -> None:
+    """Log to stderr, or to syslog (``/dev/log``, facility daemon) with the same
+    subsystem tags; syslog falls back to stderr where there is no syslog socket."""
+    handler: logging.Handler
+    if target == "syslog" and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+        )
+        handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(_SubsystemFilter())
     root = logging.getLogger("pyipsec")
     root.handlers[:] = [handler]
@@ -120,7 +133,13 @@ def _daemon(parser: argparse.ArgumentParser) -> Runner:
         default="info",
         choices=["debug", "info", "warning", "error"],
         type=str.lower,
-        help="log level (log goes to stderr)",
+        help="log level",
+    )
+    parser.add_argument(
+        "--log-target",
+        default="stderr",
+        choices=["stderr", "syslog"],
+        help="where the log goes (default stderr; syslog: /dev/log, facility daemon)",
     )
     return run_daemon
 
@@ -130,7 +149,7 @@ def run_daemon(args: argparse.Namespace, engine: Engine | None = None) -> int:
     from pyipsec.io.daemon import Daemon, DaemonOptions
     from pyipsec.io.kernel_daemon import KernelDaemon
 
-    setup_logging(args.log)
+    setup_logging(args.log, args.log_target)
     options = DaemonOptions(
         run_dir=run_dir(args),
         tun=args.tun,
