@@ -538,3 +538,18 @@ def test_mutated_config_only_raises_config_error(data: st.DataObject) -> None:
         assert str(exc).startswith("m.conf:")
         return
     assert all(c.name for c in cfg.connections)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [("none", frozenset()), ("clear", frozenset()), ("trap", {"trap"}), ("route", {"trap"}),
+     ("start", {"start"}), ("restart", {"start"}), ("trap|start", {"trap", "start"})],
+)  # fmt: skip
+def test_start_and_close_action_words(word: str, expected: frozenset[str]) -> None:
+    text = (
+        "connections {\n gw {\n  remote_addrs = 192.0.2.2\n  children {\n   net {\n"
+        f"    start_action = {word}\n    close_action = {word}\n   }}\n  }}\n }}\n}}\n"
+    )
+    (conn,) = parse_swanctl(text, "t.conf").connections
+    (child,) = conn.children
+    assert child.start_action == expected and child.close_action == expected

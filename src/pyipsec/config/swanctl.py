@@ -187,8 +187,14 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+# swanctl also takes the older ipsec.conf words for these actions.
+_ACTION_SYNONYMS = {"clear": "none", "restart": "start", "route": "trap"}
+
+
 def _actions(text: str) -> frozenset[str]:
-    words = frozenset(w.strip() for w in text.strip().lower().split("|"))
+    words = frozenset(
+        _ACTION_SYNONYMS.get(w.strip(), w.strip()) for w in text.strip().lower().split("|")
+    )
     if words == {"none"}:
         return frozenset()
     if not words or not words <= {"trap", "start"}:
