@@ -382,8 +382,16 @@ class ChildCreate(Task):
             )
         except (KeyApiError, ConfigError) as exc:
             log.warning("%r: installing CHILD SA %s failed: %s", sa, config.name, exc)
-            self._fail(NotifyType.TEMPORARY_FAILURE)
-            out.append(NotifyPayload(NotifyType.TEMPORARY_FAILURE))
+            # RFC 7296 §2.21.3: after a failed first CHILD SA only NO_PROPOSAL_CHOSEN,
+            # TS_UNACCEPTABLE, SINGLE_PAIR_REQUIRED, INTERNAL_ADDRESS_FAILURE and
+            # FAILED_CP_REQUIRED leave the IKE SA standing; anything else (such as
+            # TEMPORARY_FAILURE) makes the initiator drop it without a Delete, and ours
+            # would be orphaned. In CREATE_CHILD_SA, TEMPORARY_FAILURE would be legal but
+            # means "retry later" (§2.25, a collision), which a backend that refuses the
+            # SA would refuse again. strongSwan's responder answers an install failure
+            # with NO_PROPOSAL_CHOSEN in both exchanges; so do we.
+            self._fail(NotifyType.NO_PROPOSAL_CHOSEN)
+            out.append(NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN))
             return Status.DONE
         if self.transport:
             out.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
@@ -494,12 +502,19 @@ class ChildCreate(Task):
         self.child = child
         sa.children[self.spi_in] = child
         old = self.replaces
+        inherited: list[int] = []
         if old is not None and old.reqid == child.reqid:
             # The policies stay; the new pair owns them so deleting the old one keeps them.
-            child.policies, old.policies = old.policies, []
+            inherited, old.policies = old.policies, []
+            child.policies = list(inherited)
         try:
-            child.policies += self._policies(child, me, peer)
+            self._policies(child, me, peer)
         except (KeyApiError, ConfigError):
+            # Nothing half-installed stays: both SAs and the policies added so far (the
+            # list fills as they land) go; a replaced pair's policies go back to it.
+            if old is not None and inherited:
+                old.policies = inherited
+                child.policies = [i for i in child.policies if i not in inherited]
             sa.remove_child(child, "failed")
             raise
         sa.ctx.emit(
@@ -517,7 +532,8 @@ class ChildCreate(Task):
         )
         self.spi_in = 0  # owned by the CHILD SA now
 
-    def _policies(self, child: ChildSa, me: str, peer: str) -> list[int]:
+    def _policies(self, child: ChildSa, me: str, peer: str) -> None:
+        """Add the pair's policies, each recorded in ``child.policies`` as it lands."""
         backend = self.sa.ctx.backend
         tunnel = child.mode == "tunnel"
         # Address objects (cached), not text: the SPD would parse the text per template.
@@ -534,7 +550,7 @@ class ChildCreate(Task):
             dst=me_ip if tunnel else None,
             reqid=child.reqid,
         )
-        added: list[int] = []
+        added = child.policies
         directions = ("in", "fwd") if tunnel else ("in",)
         for lts in child.local_ts:
             for rts in child.remote_ts:
@@ -572,7 +588,6 @@ class ChildCreate(Task):
                                 # A policy for these selectors exists (a trap, or another
                                 # CHILD SA's): it keeps working, we do not own it.
                                 continue
-        return added
 
 
 @functools.lru_cache(maxsize=1024)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from pyipsec.crypto.prf import Prf
 from pyipsec.errors import ConfigError
@@ -164,8 +164,10 @@ def _id_matches(configured: str | None, got: IdPayload, address: str) -> bool:
 def authenticator_for(sa: IkeSa) -> Authenticator:
     if sa.config is None or sa.prf is None:
         raise ConfigError("IKE_AUTH before IKE_SA_INIT")
-    if isinstance(sa.config, AuthenticatorSource):
-        return sa.config.authenticator(sa)
+    # The member check isinstance(config, AuthenticatorSource) makes, without its cost:
+    # typing walks the Protocol's members on every runtime-checkable isinstance.
+    if hasattr(sa.config, "authenticator"):
+        return cast(AuthenticatorSource, sa.config).authenticator(sa)
     return PskAuthenticator(sa.prf, sa.config.psk)
 
 
@@ -234,19 +236,26 @@ class IkeAuth(Task):
 
     def process_response(self, header: IkeHeader, payloads: list[Payload], now: float) -> Status:
         sa = self.sa
+        peer = _find(payloads, IdPayload)
+        auth = _find(payloads, AuthPayload)
         for p in payloads:
             if (
                 isinstance(p, NotifyPayload)
                 and p.notify_type < NotifyType.INITIAL_CONTACT
                 and p.notify_type not in CHILD_ERRORS
+                and (p.notify_type == NotifyType.AUTHENTICATION_FAILED or auth is None)
             ):
                 self.fail_notify = p.notify_type
                 self.fail_reason = (
                     "auth-failed" if p.notify_type == NotifyType.AUTHENTICATION_FAILED else "failed"
                 )
                 return Status.FAILED
-        peer = _find(payloads, IdPayload)
-        auth = _find(payloads, AuthPayload)
+        # Any other error beside IDr and AUTH concerns the CHILD SA: the responder
+        # authenticated, so its IKE SA is up. As strongSwan does by default (no
+        # close_ike_on_child_failure), the IKE SA is kept once AUTH verifies below, and
+        # the CHILD SA task reports the failure; ending it silently would orphan the
+        # peer's (§2.21.3 lists the usual CHILD errors; a TEMPORARY_FAILURE from an
+        # older peer is treated the same).
         if not isinstance(peer, IdPayload) or not isinstance(auth, AuthPayload) or sa.keys is None:
             self.fail_reason, self.fail_notify = "failed", NotifyType.INVALID_SYNTAX
             return Status.FAILED
