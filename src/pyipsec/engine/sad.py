@@ -47,6 +47,15 @@ def _addr(value: str | IPAddress) -> IPAddress:
         raise ConfigError(f"not an IP address: {value!r}") from exc
 
 
+def _sa_addr(value: IPAddress) -> IPAddress | bytes:
+    # The SA takes packed octets without parsing text; an address object would be
+    # formatted and parsed again there. A scoped IPv6 address keeps its object (the
+    # octets would lose the scope).
+    if isinstance(value, ipaddress.IPv6Address) and value.scope_id is not None:
+        return value
+    return value.packed
+
+
 @dataclass(frozen=True, slots=True)
 class SASpec:
     """Everything needed to create an SA: what PF_KEY ADD/UPDATE or xfrm NEWSA carry.
@@ -90,8 +99,8 @@ class SASpec:
         """The live SA (cipher contexts made once, here)."""
         return SecurityAssociation(
             spi=self.spi,
-            src=self.src,
-            dst=self.dst,
+            src=_sa_addr(self.src),
+            dst=_sa_addr(self.dst),
             mode=self.mode,
             enc=self.enc,
             enc_key=self.enc_key,

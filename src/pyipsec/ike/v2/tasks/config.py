@@ -29,7 +29,7 @@ import logging
 import struct
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from pyipsec.ike.pools import PoolSet
 from pyipsec.ike.traffic_selectors import (
@@ -75,14 +75,22 @@ class ChildErrorSink(Protocol):
     error: int
 
 
+def _vip_source(config: object) -> VipSource | None:
+    # The member check isinstance(config, VipSource) makes, without its cost: typing
+    # walks the Protocol's members on every runtime-checkable isinstance.
+    if hasattr(config, "vips") and hasattr(config, "pools"):
+        return cast(VipSource, config)
+    return None
+
+
 def wanted_vips(sa: IkeSa) -> tuple[IPAddress, ...]:
-    config = sa.config
-    return tuple(config.vips) if isinstance(config, VipSource) else ()
+    source = _vip_source(sa.config)
+    return tuple(source.vips) if source is not None else ()
 
 
 def pool_names(sa: IkeSa) -> tuple[str, ...]:
-    config = sa.config
-    return tuple(config.pools) if isinstance(config, VipSource) else ()
+    source = _vip_source(sa.config)
+    return tuple(source.pools) if source is not None else ()
 
 
 # -- traffic selectors (used by the CHILD SA task) ------------------------------------------
