@@ -662,3 +662,92 @@ def test_fragmentation_setting(setting: str, announced: bool) -> None:
     assert b_sa.peer_fragmentation is announced  # RFC 7383 §2.3
     assert a_sa.peer_fragmentation is True
     assert fragments.sends_fragments(a_sa) is (setting == "yes")
+
+
+# -- shutdown: a Delete for every IKE SA before the sockets close --------------------------
+
+
+def _informational_requests(pair: Pair, src: str) -> int:
+    """INFORMATIONAL requests ``src`` put on the wire (exchange type 37, R flag clear)."""
+    from pyipsec.ike.v2.message import parse_message
+
+    count = 0
+    for data, s, _ in pair.wire.sent:
+        header = parse_message(data).header
+        if s[0] == src and header.exchange_type == 37 and not header.is_response:
+            count += 1
+    return count
+
+
+def _record(pair: Pair) -> None:
+    """Keep every datagram sent (the wire's queue forgets them once delivered)."""
+    pair.wire.sent = []  # type: ignore[attr-defined]
+    real = Transport.send
+
+    def send(self: Transport, data: bytes, src: Endpoint, dst: Endpoint) -> None:
+        self.wire.sent.append((data, src, dst))  # type: ignore[attr-defined]
+        real(self, data, src, dst)
+
+    for service in pair.services.values():
+        service.transport.send = send.__get__(service.transport)  # type: ignore[method-assign]
+
+
+def test_shutdown_deletes_every_ike_sa_and_waits_for_the_answers() -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    assert len(_established(pair.a)) == 1 and len(_established(pair.b)) == 1
+    _record(pair)
+    rounds: list[float] = []
+
+    def run_once(max_wait: float) -> None:  # one round of the daemon's loop
+        rounds.append(max_wait)
+        pair.wire.flush()
+
+    pair.loop.run_once = run_once  # type: ignore[attr-defined]
+    assert pair.a.shutdown() == 1
+    assert _informational_requests(pair, GW_A) == 1  # one Delete per IKE SA
+    assert pair.a.status()["ike_sas"] == [] and pair.b.status()["ike_sas"] == []
+    assert pair.engines[GW_A].dump_sa() == [] and pair.engines[GW_B].dump_sa() == []
+    assert len(rounds) == 1 and 0 < rounds[0] <= 1.0  # done once the answer came
+    reasons = [e["reason"] for e in pair.b.history if e["event"] == "IkeSaDeleted"]
+    assert reasons == ["peer-deleted"]
+
+
+def test_shutdown_waits_at_most_the_bound_for_a_dead_peer() -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    _record(pair)
+    pair.wire.down = True
+    start = pair.loop.now
+
+    def run_once(max_wait: float) -> None:
+        pair.loop.advance(min(max_wait, 0.3))
+
+    pair.loop.run_once = run_once  # type: ignore[attr-defined]
+    assert pair.a.shutdown(bound=1.0) == 1
+    assert 1.0 <= pair.loop.now - start <= 1.0 + 1e-9  # the bound, and not a moment more
+    assert _informational_requests(pair, GW_A) >= 1
+    assert len(_established(pair.b)) == 1  # nothing reached it: its own DPD must clean up
+
+
+def test_shutdown_without_a_loop_round_sends_and_returns() -> None:
+    pair = psk_pair()
+    pair.a.initiate("gw")
+    pair.run()
+    _record(pair)
+    assert pair.a.shutdown() == 1  # FakeLoop has no run_once: nothing awaited
+    assert _informational_requests(pair, GW_A) == 1
+    pair.run()
+    assert pair.b.status()["ike_sas"] == []
+
+
+def test_shutdown_drops_half_open_sas_without_a_message() -> None:
+    pair = psk_pair()
+    pair.wire.down = True
+    pair.a.initiate("gw")
+    pair.run()
+    _record(pair)
+    assert pair.a.shutdown() == 0
+    assert pair.a.status()["ike_sas"] == [] and pair.wire.sent == []  # type: ignore[attr-defined]

@@ -82,6 +82,7 @@ IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 EVENT_HISTORY = 64  # IKE events kept for ``ike-status``
 NAT_KEEPALIVE = 20.0  # RFC 3948 §4: seconds between keepalives (strongSwan's keep_alive)
+SHUTDOWN_BOUND = 1.0  # seconds the Deletes sent on shutdown may wait for answers
 KEEPALIVE = b"\xff"  # RFC 3948 §2.3: the NAT-keepalive packet is this one octet
 
 
@@ -281,6 +282,39 @@ class IkeService:
             self.manager.delete_ike(sa, now)
         self.pump()
         return len(found)
+
+    def shutdown(self, bound: float = SHUTDOWN_BOUND) -> int:
+        """Delete every IKE SA before the sockets close; how many Deletes were sent.
+
+        As strongSwan does on shutdown: one INFORMATIONAL Delete per established IKE SA
+        (RFC 7296 §1.4.1), so no peer keeps an orphan. Answers are awaited on the loop
+        (when it can run one round at a time, ``run_once``) for ``bound`` seconds in
+        all, never more: a dead peer must not hold up the exit. IKE SAs still being set
+        up are dropped; what they and the unanswered ones installed is removed by the
+        data plane's close hooks."""
+        now = self.loop.time()
+        deleting: list[IkeSa] = []
+        for sa in list(self.manager.ike_sas):
+            if sa.state is IkeSaState.DESTROYED:
+                continue
+            if sa.state in (IkeSaState.ESTABLISHED, IkeSaState.DELETING):
+                log.info("%s: deleting IKE SA %s_i on shutdown", sa.name, sa.spi_i.hex())
+                deleting.append(sa)
+            if sa.state is not IkeSaState.DELETING:
+                self.manager.delete_ike(sa, now)
+        self.pump()
+        run_once: Callable[[float], object] | None = getattr(self.loop, "run_once", None)
+        deadline = now + bound
+        while run_once is not None:
+            waiting = sum(sa.state is not IkeSaState.DESTROYED for sa in deleting)
+            left = deadline - self.loop.time()
+            if not waiting:
+                break
+            if left <= 0:
+                log.info("shutdown: %d IKE SA Delete(s) unanswered", waiting)
+                break
+            run_once(left)
+        return len(deleting)
 
     def status(self) -> dict[str, Any]:
         now = self.loop.time()
@@ -667,6 +701,15 @@ def _attach(
             loop.add_reader(sock.fileno(), read_own, sock)
     daemon.event_hooks.append(service.on_engine_event)
     daemon.reload_hooks.append(service.reload)
+
+    def delete_all() -> None:
+        try:
+            service.shutdown()
+        except Exception:  # a bug here must not keep the rest of the teardown from running
+            log.exception("deleting the IKE SAs on shutdown failed")
+
+    # Before the sockets close: a Delete for every IKE SA (shutdown()).
+    daemon.close_hooks.append(delete_all)
     daemon.close_hooks.append(transport.close)
     if vips is not None:
         daemon.close_hooks.append(vips.clear)
