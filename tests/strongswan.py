@@ -52,6 +52,8 @@ charon {{
     test {{
       path = {log}
       time_format = %H:%M:%S
+      # Unbuffered, so tests can wait on a log line as soon as charon writes it.
+      flush_line = yes
       default = 1
       ike = 2
       cfg = 2

@@ -379,3 +379,45 @@ def test_daemon_config_errors_name_file_and_line(tmp_path: Path) -> None:
             assert proc.returncode == 1, proc.stderr
             assert f"{conf}:4" in proc.stderr and "proposals" in proc.stderr, proc.stderr
             assert ns.run("ip", "-o", "link", "show", "pyipsec0", check=False) == ""
+
+
+def test_sigterm_deletes_the_ike_sa_at_charon(tmp_path: Path) -> None:
+    """On SIGTERM the daemon sends a Delete for its IKE SA before its sockets close
+    (io.ike_service.IkeService.shutdown), so charon holds no orphan afterwards."""
+    reason = missing()
+    if reason is not None:
+        pytest.skip(f"needs the Debian package {reason} (scripts/install-system-deps.sh)")
+    py_dir, sw_dir = tmp_path / "pyipsec", tmp_path / "charon"
+    py_dir.mkdir()
+    sw_dir.mkdir()
+    with namespaces("py", "sw") as (py_ns, sw_ns):
+        veth(py_ns, [f"{PY_GW}/24"], sw_ns, [f"{SW_GW}/24"])
+        py_ns.run("ip", "addr", "add", f"{PY_NET}/32", "dev", "lo")
+        sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
+        py, sw = Pyipsec(py_ns, py_dir), Charon(sw_ns, sw_dir)
+        try:
+            algs = {"proposals": GCM_X25519, "esp": "aes128gcm16", "auth": "psk"}
+            sw.start(_conn(SW_GW, PY_GW, SW_ID, PY_ID, SW_NET, PY_NET, **algs))
+            py.start(_conn(PY_GW, SW_GW, PY_ID, SW_ID, PY_NET, SW_NET, **algs))
+            out = py.cli("up", "gw", "--timeout", "20").stdout
+            assert "ESTABLISHED" in out, out
+            wait_for(lambda: "ESTABLISHED" in sw.list_sas(), "charon's IKE SA", 10, sw.log)
+            proc = py.proc
+            assert proc is not None
+            started = time.monotonic()
+            proc.terminate()
+            assert proc.wait(10) == 0
+            assert time.monotonic() - started < 5  # the Delete's wait is bounded
+            wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 5, sw.log)
+            charon_log = sw.log.read_text(errors="replace")
+            assert "received DELETE for IKE_SA" in charon_log, charon_log[-3000:]
+            assert "deleting IKE SA" in py.tail() and "on shutdown" in py.tail()
+        except BaseException:
+            charon_log = sw.log.read_text(errors="replace")[-6000:] if sw.log.exists() else ""
+            sys.stderr.write(f"--- pyipsec log\n{py.tail()}\n--- charon log\n{charon_log}\n")
+            raise
+        finally:
+            sw.close()
+            if py.proc is not None and py.proc.poll() is None:
+                py.proc.terminate()
+                py.proc.wait(10)
