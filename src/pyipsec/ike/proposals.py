@@ -26,6 +26,7 @@ Groups that ``DhId`` in ``ike.v2.constants`` lacks (22-26, 27-30) are not known 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ class Proposal:
     transforms: tuple[Transform, ...]
 
     def of_type(self, transform_type: TransformType) -> tuple[Transform, ...]:
-        return tuple(t for t in self.transforms if t.type == transform_type)
+        return tuple([t for t in self.transforms if t.type == transform_type])
 
     @property
     def is_aead(self) -> bool:
@@ -322,6 +323,8 @@ def transform_name(transform: Transform) -> str:
     return f"{TransformType(transform.type).name.lower()}{transform.id}{suffix}"
 
 
+# Cached: each installed CHILD SA reports its proposal as text, and proposals repeat.
+@functools.lru_cache(maxsize=256)
 def format_proposal(proposal: Proposal) -> str:
     """Keyword text for status output; parses back to the same proposal.
 

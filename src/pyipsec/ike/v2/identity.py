@@ -17,6 +17,7 @@ validated. The string syntax follows what swanctl.conf users type for ``id``:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -169,6 +170,9 @@ class Identity:
 ANY_ID = Identity(_ANY_TYPE, b"")
 
 
+# Cached: every IKE SA parses its connection's ids again; Identity is frozen, so the
+# parsed value can be shared (errors are raised, not cached).
+@functools.lru_cache(maxsize=1024)
 def parse_identity(text: str) -> Identity:
     """Parse a swanctl-style identity string (see the module docstring)."""
     s = text.strip()

@@ -173,7 +173,7 @@ class ChildCreate(Task):
             raise ConfigError(f"{config.name}: no ESP proposal we can run")
         self.reqid = self.reqid or sa.ctx.new_reqid()
         self.spi_in = sa.ctx.backend.get_spi(
-            sa.remote[0], sa.local[0], now, mode=config.mode, reqid=self.reqid
+            _ip(sa.remote[0]), _ip(sa.local[0]), now, mode=config.mode, reqid=self.reqid
         )
         spi = _SPI.pack(self.spi_in)
         if config.mode == "transport":
@@ -362,7 +362,7 @@ class ChildCreate(Task):
         self.reqid = twin.reqid if twin is not None else sa.ctx.new_reqid()
         try:
             self.spi_in = spi_in = sa.ctx.backend.get_spi(
-                sa.remote[0], sa.local[0], now, mode=mode, reqid=self.reqid
+                _ip(sa.remote[0]), _ip(sa.local[0]), now, mode=mode, reqid=self.reqid
             )
             if self.in_ike_auth:
                 nonce_i, nonce_r = sa.nonce_i, sa.nonce_r

@@ -25,6 +25,7 @@ installs ours on the TUN. Nothing here touches an interface.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Iterable, Sequence
@@ -96,6 +97,12 @@ def pool_names(sa: IkeSa) -> tuple[str, ...]:
 # -- traffic selectors (used by the CHILD SA task) ------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> IPAddress:
+    # The IKE SA's addresses are text; parsing them per CHILD SA showed in profiles.
+    return ip_address(text)
+
+
 def local_selectors(sa: IkeSa, specs: Iterable[TsSpec]) -> list[TrafficSelector]:
     """Our selectors with ``dynamic`` resolved: to our virtual IPs once we have them, to
     "any address" of each requested family before (the responder narrows it), else to
@@ -104,7 +111,7 @@ def local_selectors(sa: IkeSa, specs: Iterable[TsSpec]) -> list[TrafficSelector]
         return list(resolve(specs, list(sa.my_vips)))
     wanted = wanted_vips(sa) if sa.initiator else ()
     if not wanted:
-        return list(resolve(specs, [ip_address(sa.local[0])]))
+        return list(resolve(specs, [_address(sa.local[0])]))
     out: list[TrafficSelector] = []
     for spec in specs:
         if not isinstance(spec, DynamicTrafficSelector):
@@ -119,7 +126,7 @@ def local_selectors(sa: IkeSa, specs: Iterable[TsSpec]) -> list[TrafficSelector]
 def remote_selectors(sa: IkeSa, specs: Iterable[TsSpec]) -> list[TrafficSelector]:
     """The peer's selectors: ``dynamic`` is the address we assigned it, else its IKE
     address (§2.9: a responder narrows the initiator's TSi to the virtual IP)."""
-    hosts: list[IPAddress] = list(sa.peer_vips) or [ip_address(sa.remote[0])]
+    hosts: list[IPAddress] = list(sa.peer_vips) or [_address(sa.remote[0])]
     return list(resolve(specs, hosts))
 
 

@@ -20,6 +20,7 @@ from pyipsec.ike.v2.sk import encr_key_length, integ_key_length
 
 _NO_ESN = Transform(TransformType.ESN, EsnId.NO_ESN)
 _NO_DH = Transform(TransformType.DH, DhId.NONE)
+_TRANSFORM_TYPES = tuple(TransformType)  # iterating the Enum class each time costs more
 
 
 def _ike_supported(t: Transform) -> bool:
@@ -73,7 +74,7 @@ def without_dh(proposal: Proposal) -> Proposal:
 
 def _pick(mine: Proposal, theirs: Proposal) -> Proposal | None:
     picked: list[Transform] = []
-    for ttype in TransformType:
+    for ttype in _TRANSFORM_TYPES:
         m, th = mine.of_type(ttype), theirs.of_type(ttype)
         # An absent ESN type means "no ESN"; an absent DH type in a CHILD SA means none.
         # IKE SAs have no ESN transform at all (RFC 7296 §3.3.3): never answer one.
