@@ -671,7 +671,9 @@ class SecurityAssociation:
                 # Authenticated but not a plain IPv4 inner packet: the general checks
                 # name the reason (or accept an IPv6 inner packet).
                 try:
-                    return nh, self._finish_tunnel(nh, memoryview(pt)[at:], m - at, pad)
+                    return nh, self._finish_tunnel(
+                        nh, memoryview(pt)[at:] if at else pt, m - at, pad
+                    )
                 except PacketDropped as exc:
                     _drop(self.counters, exc.reason)
                     raise
