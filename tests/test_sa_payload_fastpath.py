@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Iterator
 from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
@@ -278,3 +280,36 @@ def test_esp_decrypt_agrees_on_authenticated_odd_payloads(
     esp = tx._cipher.encrypt(b"", tx.spi, tx.seq_out, pt)
     assert run(fast.esp_decrypt, esp) == run(slow.esp_decrypt, esp)
     assert state(fast) == state(slow)
+
+
+@pytest.mark.parametrize("esn", [False, True])
+def test_cbc_iv_is_the_enciphered_nonce_on_every_path(esn: bool) -> None:
+    """RFC 3602 §2: unpredictable IVs. Each IV must be E_k(C_prev XOR N), N = the secret
+    prefix || the 64-bit sequence number (crypto/esp_cipher), with C_prev the last
+    ciphertext block sent by any path (one running encryptor per SA), never C_prev
+    itself."""
+    key = ALGS["aes128+sha256"]["enc_key"]
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    tx = make("aes128+sha256", esn=esn)
+    prefix = tx._cipher.iv_prefix  # type: ignore[attr-defined]
+    tx.seq_out = (3 << 32) - 2 if esn else 0
+    last = None
+    ivs = set()
+    for i in range(12):
+        pkt = inner4(60 + 37 * i)
+        if i % 3 == 0:
+            esp = tx.encapsulate(pkt)[20:]
+        elif i % 3 == 1:
+            esp = tx.esp_encrypt(pkt, 4)
+        else:
+            tx._pl_fast = False  # the general path, through the cipher object
+            esp = tx.esp_encrypt(pkt, 4)
+            tx._pl_fast = True
+        iv = esp[8:24]
+        ivs.add(iv)
+        if last is not None:
+            nonce = struct.pack("!QQ", prefix, tx.seq_out)
+            assert iv == ecb.update(bytes(a ^ b for a, b in zip(last, nonce, strict=True)))
+            assert iv != last
+        last = esp[-32:-16]  # last ciphertext block, before the 16-byte ICV
+    assert len(ivs) == 12
