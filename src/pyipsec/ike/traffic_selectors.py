@@ -14,6 +14,7 @@ selects type 8 with any code.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,18 @@ PROTOCOLS: dict[str, int] = {
 _PROTOCOL_NAMES: dict[int, str] = {}
 for _name, _number in PROTOCOLS.items():
     _PROTOCOL_NAMES.setdefault(_number, _name)
+
+
+# Cached: every CHILD SA's policies summarize the same few ranges again (the list each
+# call returns is a fresh copy of the cached tuple).
+@functools.lru_cache(maxsize=1024)
+def _summarize_v4(first: IPv4Address, last: IPv4Address) -> tuple[IPv4Network, ...]:
+    return tuple(ipaddress.summarize_address_range(first, last))
+
+
+@functools.lru_cache(maxsize=1024)
+def _summarize_v6(first: IPv6Address, last: IPv6Address) -> tuple[IPv6Network, ...]:
+    return tuple(ipaddress.summarize_address_range(first, last))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +139,9 @@ class TrafficSelector:
     def networks(self) -> list[IPv4Network] | list[IPv6Network]:
         """The address range as the fewest CIDR blocks (for SPD entries)."""
         if isinstance(self.start_addr, IPv4Address) and isinstance(self.end_addr, IPv4Address):
-            return list(ipaddress.summarize_address_range(self.start_addr, self.end_addr))
+            return list(_summarize_v4(self.start_addr, self.end_addr))
         if isinstance(self.start_addr, IPv6Address) and isinstance(self.end_addr, IPv6Address):
-            return list(ipaddress.summarize_address_range(self.start_addr, self.end_addr))
+            return list(_summarize_v6(self.start_addr, self.end_addr))
         raise ConfigError("traffic selector mixes IPv4 and IPv6 addresses")  # pragma: no cover
 
     def contains(self, address: IPAddress, protocol: int = 0, port: int | None = None) -> bool:

@@ -36,7 +36,10 @@ from pyipsec.ike.v2.payloads import (
 _HEADER = struct.Struct("!8s8sBBBBII")  # SPIi, SPIr, next, version, exchange, flags, id, len
 _GENERIC = struct.Struct("!BBH")  # next payload, C|reserved, payload length
 _CRITICAL = 0x80
-_FLAG_MASK = HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE
+# Plain ints: an IntFlag operand sends every `&` through the enum machinery.
+_FLAG_I = int(HeaderFlag.INITIATOR)
+_FLAG_R = int(HeaderFlag.RESPONSE)
+_FLAG_MASK = int(HeaderFlag.INITIATOR | HeaderFlag.VERSION | HeaderFlag.RESPONSE)
 _ENCRYPTED_TYPES = (PayloadType.SK, PayloadType.SKF)
 MAX_MESSAGE_LEN = 0xFFFFFFFF
 
@@ -78,11 +81,11 @@ class IkeHeader:
     @property
     def is_initiator(self) -> bool:
         """The I flag: the original initiator of the IKE SA sent this message."""
-        return bool(self.flags & HeaderFlag.INITIATOR)
+        return bool(self.flags & _FLAG_I)
 
     @property
     def is_response(self) -> bool:
-        return bool(self.flags & HeaderFlag.RESPONSE)
+        return bool(self.flags & _FLAG_R)
 
 
 @dataclass(slots=True)
