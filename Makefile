@@ -11,7 +11,7 @@ test: $(STAMP)
 	$(MAKE) lint
 	$(BIN)/pytest
 
-LINTED := $(wildcard src tests bench)
+LINTED := $(wildcard src tests bench fuzz)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
