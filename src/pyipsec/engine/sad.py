@@ -176,6 +176,26 @@ class SadEntry:
         self.byte_limit = _UNLIMITED
         self.packet_limit = _UNLIMITED
 
+    @classmethod
+    def from_spec(cls, spec: SASpec, now: float, sa: SecurityAssociation | None = None) -> SadEntry:
+        """A mature entry for ``spec``, added at ``now``. ``sa`` is the live SA when this
+        process carries the traffic (the engine's SAD); without it the entry only
+        describes an SA another data plane holds (the kernel's, ``io.kernel_backend``)."""
+        entry = cls(
+            spi=spec.spi,
+            src=spec.src,
+            dst=spec.dst,
+            proto=spec.proto,
+            mode=spec.mode,
+            reqid=spec.reqid,
+            now=now,
+        )
+        if sa is not None:
+            entry._mature(spec, sa)
+        else:
+            entry.spec, entry.encap, entry.state = spec, spec.encap, SaState.MATURE
+        return entry
+
     def __repr__(self) -> str:
         return f"<SadEntry {self.id} {self.state}>"
 
@@ -304,17 +324,7 @@ class SecurityAssociationDatabase:
         key = (spec.dst.packed, spec.spi, spec.proto)
         if key in self._by_id:
             raise KeyApiError(errno.EEXIST, f"SA {spec.id} exists")
-        sa = self._build(spec)
-        entry = SadEntry(
-            spi=spec.spi,
-            src=spec.src,
-            dst=spec.dst,
-            proto=spec.proto,
-            mode=spec.mode,
-            reqid=spec.reqid,
-            now=now,
-        )
-        entry._mature(spec, sa)
+        entry = SadEntry.from_spec(spec, now, self._build(spec))
         self._by_id[key] = entry
         self._index(entry, now)
         self.events.put(SaAdded(entry.id, update=False))

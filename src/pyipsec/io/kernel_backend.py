@@ -221,25 +221,11 @@ class KernelBackend:
 
     def add_sa(self, spec: SASpec, now: float) -> SadEntry:
         self.sock.request(sa_message(spec, c.XFRM_MSG_NEWSA))
-        return self._entry(spec, now)
+        return SadEntry.from_spec(spec, now)
 
     def update_sa(self, spec: SASpec, now: float) -> SadEntry:
         self.sock.request(sa_message(spec, c.XFRM_MSG_UPDSA))
-        return self._entry(spec, now)
-
-    @staticmethod
-    def _entry(spec: SASpec, now: float) -> SadEntry:
-        entry = SadEntry(
-            spi=spec.spi,
-            src=spec.src,
-            dst=spec.dst,
-            proto=spec.proto,
-            mode=spec.mode,
-            reqid=spec.reqid,
-            now=now,
-        )
-        entry.spec, entry.encap, entry.state = spec, spec.encap, SaState.MATURE
-        return entry
+        return SadEntry.from_spec(spec, now)
 
     def _sa_id(self, dst: str | IPAddress, spi: int, proto: str) -> UsersaId:
         dst_a = _addr(dst)
