@@ -30,7 +30,6 @@ from typing import Any
 from pyipsec.engine.actions import Action, Bypass, Deliver, Transmit
 from pyipsec.engine.events import (
     Acquire,
-    Event,
     Expire,
     PolicyAdded,
     PolicyDeleted,
@@ -40,7 +39,8 @@ from pyipsec.engine.events import (
 from pyipsec.engine.processor import Engine
 from pyipsec.engine.sad import SadEntry
 from pyipsec.errors import ConfigError, ParseError, PyipsecError, Reason
-from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer, status_document
+from pyipsec.io.control import status_document
+from pyipsec.io.daemon_base import DaemonBase
 from pyipsec.io.ike_service import attach_ike
 from pyipsec.io.keyapis import serve_key_apis
 from pyipsec.io.mtu import TooBig, clamp_mss, fragment_ipv4, too_big_action
@@ -252,7 +252,7 @@ class DaemonOptions:
     ike_keylog: Path | None = None  # --ike-keylog: IKE/ESP keys for Wireshark (debugging)
 
 
-class Daemon:
+class Daemon(DaemonBase):
     """One engine, its TUN, its sockets, its routes and its local API, on one loop.
 
     Data path (all in loop callbacks, each reading a batch until EAGAIN or ``BATCH``):
@@ -262,9 +262,8 @@ class Daemon:
     """
 
     def __init__(self, options: DaemonOptions, engine: Engine | None = None) -> None:
-        self.options = options
         self.engine = engine if engine is not None else Engine()
-        self.loop = SelectorLoop()
+        super().__init__(options, SelectorLoop())
         self.io_stats: dict[str, int] = dict.fromkeys(
             ("tun_rx", "tun_tx", "tun_tx_error", "net_rx", "net_tx", "net_tx_error",
              "emsgsize", "too_big_icmp", "too_big_fragmented", "too_big_dropped",
@@ -274,34 +273,16 @@ class Daemon:
         self.tun: Tun | None = None
         self.net: NetworkSockets | None = None
         self.routes: PolicyRoutes | None = None
-        self.control: SeqpacketServer | None = None
-        self.servers: list[SeqpacketServer] = []
-        self.event_hooks: list[Callable[[Event], None]] = []
         # IKE datagrams from port 4500 (after the non-ESP marker): (payload, src, dst,
         # sport, dport), addresses packed. Until IKE lands they are counted and dropped.
         self.ike_hook: Callable[[bytes, bytes, bytes, int, int], None] | None = None
-        self.reload_hooks: list[Callable[[], None]] = []  # SIGHUP (io.ike_service: --config)
-        self.close_hooks: list[Callable[[], None]] = []
         self._engine_timer: TimerHandle | None = None
         self._peer_mtu: dict[str, tuple[int, float]] = {}
-        self._pid_file = Path(options.run_dir) / "pyipsec.pid"
-        self._started = time.time()
-        self._closing = False
 
-    # -- lifetime -------------------------------------------------------------------
-    def start(self) -> None:
-        """Bring everything up; on any failure, what was built is torn down again."""
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
+    # -- lifetime (the rest is io.daemon_base) --------------------------------------
     def _start(self) -> None:
         opts = self.options
-        run_dir = Path(opts.run_dir)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._claim_pid_file()
+        run_dir = self._claim_run_dir()
         self.tun = Tun.open(opts.tun)
         self.net = NetworkSockets(opts.mark, port=opts.port, ipv6=opts.ipv6)
         self.routes = PolicyRoutes(self.tun.name, table=opts.table, mark=opts.mark, pref=opts.pref)
@@ -312,81 +293,26 @@ class Daemon:
         self.loop.add_reader(self.tun.fd, self._on_tun)
         for sock, receive, is_udp in self.net.readers():
             self.loop.add_reader(sock.fileno(), self._on_net, sock, receive, is_udp)
-        handler = JsonControlHandler({"status": self._cmd_status, "ping": lambda req: "pong"})
-        self.control = self.add_server("control.sock", handler)
+        self._serve_control()
         serve_key_apis(self)  # pfkey.sock and xfrm.sock
         if opts.config is not None:
             attach_ike(self, opts.config)  # IKE on UDP 500/4500, swanctl.conf connections
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        self._install_signal_handlers()
         self._after_batch()
         self._update_tun_mtu()
-        self._pid_file.write_text(f"{os.getpid()}\n")
+        self._write_pid_file()
         log.info("running: tun %s, run dir %s", self.tun.name, run_dir)
 
-    def add_server(self, name: str, handler: Handler) -> SeqpacketServer:
-        """Serve ``handler`` on ``RUN_DIR/name`` (how pfkey.sock and xfrm.sock plug in)."""
-        server = SeqpacketServer(
-            Path(self.options.run_dir) / name,
-            handler,
-            self.loop,
-            allowed_uids=self.options.allowed_uids,
-            name=name.removesuffix(".sock"),
-        )
-        server.start()
-        self.servers.append(server)
-        return server
-
-    def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT (or ``stop``), then tear everything down."""
-        self.start()
-        try:
-            self.loop.run_forever()
-        finally:
-            self.close()
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    def close(self) -> None:
-        """Tear down in reverse order; safe to call twice and after a failed start."""
-        if self._closing:
-            return
-        self._closing = True
-        for hook in self.close_hooks:
-            hook()
-        for server in self.servers:
-            server.close()
-        self.servers.clear()
+    def _close_resources(self) -> None:
         if self.routes is not None:
             self.routes.teardown()
         if self.net is not None:
             self.net.close()
         if self.tun is not None:
             self.tun.close()
-        with contextlib.suppress(FileNotFoundError):
-            if self._pid_file.read_text().strip() == str(os.getpid()):
-                self._pid_file.unlink()
-        self.loop.close()
-        log.info("stopped")
-
-    def _claim_pid_file(self) -> None:
-        try:
-            pid = int(self._pid_file.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return
-        if pid != os.getpid() and _alive(pid):
-            raise ConfigError(f"a daemon (pid {pid}) already uses {self.options.run_dir}")
-
-    def _on_stop_signal(self, sig: int) -> None:
-        log.info("%s: shutting down", signal.Signals(sig).name)
-        self.loop.stop()
 
     def _on_reload(self) -> None:
-        log.info("SIGHUP: reloading")
-        for hook in self.reload_hooks:
-            hook()
+        super()._on_reload()
         self._refresh_local_addresses()
 
     def _refresh_local_addresses(self) -> None:
@@ -707,13 +633,3 @@ def _link_scoped(packet: bytes) -> bool:
     if len(packet) < 40:
         return False
     return packet[24] == 0xFF or (packet[24] == 0xFE and packet[25] & 0xC0 == 0x80)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

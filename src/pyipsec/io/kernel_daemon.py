@@ -14,12 +14,14 @@ same outside face, so every client works unchanged against either data plane:
   ``io.kernel_events`` turns what it reads into the engine's events, which go to the
   PF_KEY server (ACQUIRE to registered sockets, EXPIRE, changes made by others), to
   xfrm.sock subscribers, and to ``event_hooks`` (where IKE listens);
-- the pid file, SIGTERM/SIGINT (stop), SIGHUP (``reload_hooks``), as ``Daemon``.
+- the pid file, SIGTERM/SIGINT (stop), SIGHUP (``reload_hooks``): ``io.daemon_base``,
+  shared with ``Daemon``.
 
 Why a class of its own rather than a data-plane object inside ``Daemon``: nearly all of
 ``Daemon`` is the data path (TUN, sockets, MTU, routes) and what they need from the
-engine; here none of it exists, and the part both share is small (the loop, the three
-servers). Sharing it through a flag would put ``if kernel`` in every data-path method.
+engine; here none of it exists, and the part both share is small: the loop, the three
+servers and the lifecycle, which both take from ``io.daemon_base.DaemonBase``. Sharing
+the rest through a flag would put ``if kernel`` in every data-path method.
 
 What stays in the kernel when the daemon stops. By default nothing is removed: the SAs
 and policies in the kernel belong to the administrator who added them through
@@ -45,21 +47,18 @@ What IKE installed is removed when the daemon stops; routes and virtual IPs: see
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pyipsec.engine.events import Acquire, Event, Expire
 from pyipsec.errors import ConfigError, PyipsecError
-from pyipsec.io.control import Handler, JsonControlHandler, SeqpacketServer
 from pyipsec.io.daemon import DaemonOptions, SelectorLoop
+from pyipsec.io.daemon_base import DaemonBase
 from pyipsec.io.ike_plane import kernel_plane
 from pyipsec.io.ike_service import IkeService, attach_ike
 from pyipsec.io.kernel_backend import KernelBackend
@@ -74,7 +73,7 @@ log = logging.getLogger("pyipsec.daemon")
 BATCH = 64  # kernel datagrams read per readiness callback before the loop turns again
 
 
-class KernelDaemon:
+class KernelDaemon(DaemonBase):
     """The key-management daemon for the kernel data plane (see the module docstring).
 
     ``backend`` and ``events`` let a test pass its own sockets; by default both are
@@ -89,44 +88,25 @@ class KernelDaemon:
         backend: KernelBackend | None = None,
         events: XfrmSocket | None = None,
     ) -> None:
-        self.options = options
+        super().__init__(options, SelectorLoop())
         self.remove_on_exit = remove_on_exit
-        self.loop = SelectorLoop()
         self.kernel: KernelBackend | None = backend
         self.events_sock: XfrmSocket | None = events
         # What the PF_KEY and xfrm servers call: the kernel, with a record of what they
         # installed (IKE keeps its own record: io.ike_plane).
         self.backend: Installed | None = None
         self.mirror = KernelEvents()
-        self.control: SeqpacketServer | None = None
-        self.servers: list[SeqpacketServer] = []
-        self.event_hooks: list[Callable[[Event], None]] = []
         self.batch_hooks: list[Callable[[list[Event]], None]] = []
-        self.reload_hooks: list[Callable[[], None]] = []
-        self.close_hooks: list[Callable[[], None]] = []
         self.counters: dict[str, int] = dict.fromkeys(
             ("kernel_events", "kernel_overruns", "kernel_bad_messages"), 0
         )
         self._pending: deque[Event] = deque()
         self.ike: IkeService | None = None
-        self._pid_file = Path(options.run_dir) / "pyipsec.pid"
-        self._started = time.time()
-        self._closing = False
 
-    # -- lifetime -------------------------------------------------------------------
-    def start(self) -> None:
-        """Bring everything up; on any failure, what was built is torn down again."""
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
+    # -- lifetime (the rest is io.daemon_base) --------------------------------------
     def _start(self) -> None:
         opts = self.options
-        run_dir = Path(opts.run_dir)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._claim_pid_file()
+        run_dir = self._claim_run_dir()
         try:
             if self.kernel is None:
                 self.kernel = KernelBackend(listen=False)
@@ -140,18 +120,15 @@ class KernelDaemon:
         self.backend = Installed(kernel)
         self.mirror.seed((e.id for e in kernel.dump_sa()), kernel.dump_policy())
         self.loop.add_reader(self.events_sock.fileno(), self._on_kernel)
-        handler = JsonControlHandler({"status": self._cmd_status, "ping": lambda req: "pong"})
-        self.control = self.add_server("control.sock", handler)
+        self._serve_control()
         self._serve_key_apis(self.backend)
         self.event_hooks.append(self.backend.forget)
         if opts.config is not None:
             # IKE keys the kernel directly, not through ``self.backend``: what it installs
             # is its own to remove (io.ike_plane), not the administrator's.
             self.ike = attach_ike(self, opts.config, plane=kernel_plane(opts, kernel))
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        self.loop.add_signal_handler(signal.SIGHUP, self._on_reload)
-        self._pid_file.write_text(f"{os.getpid()}\n")
+        self._install_signal_handlers()
+        self._write_pid_file()
         log.info("running: kernel data plane, run dir %s", run_dir)
 
     def _serve_key_apis(self, backend: Installed) -> None:
@@ -173,40 +150,7 @@ class KernelDaemon:
 
         self.batch_hooks.append(publish)
 
-    def add_server(self, name: str, handler: Handler) -> SeqpacketServer:
-        """Serve ``handler`` on ``RUN_DIR/name``."""
-        server = SeqpacketServer(
-            Path(self.options.run_dir) / name,
-            handler,
-            self.loop,
-            allowed_uids=self.options.allowed_uids,
-            name=name.removesuffix(".sock"),
-        )
-        server.start()
-        self.servers.append(server)
-        return server
-
-    def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT (or ``stop``), then tear everything down."""
-        self.start()
-        try:
-            self.loop.run_forever()
-        finally:
-            self.close()
-
-    def stop(self) -> None:
-        self.loop.stop()
-
-    def close(self) -> None:
-        """Tear down in reverse order; safe to call twice and after a failed start."""
-        if self._closing:
-            return
-        self._closing = True
-        for hook in self.close_hooks:
-            hook()
-        for server in self.servers:
-            server.close()
-        self.servers.clear()
+    def _close_resources(self) -> None:
         if self.remove_on_exit and self.backend is not None:
             sas, policies = self.backend.remove_all()
             log.info("removed what this daemon installed: %d SAs, %d policies", sas, policies)
@@ -214,28 +158,6 @@ class KernelDaemon:
             self.events_sock.close()
         if self.kernel is not None:
             self.kernel.close()
-        with contextlib.suppress(FileNotFoundError):
-            if self._pid_file.read_text().strip() == str(os.getpid()):
-                self._pid_file.unlink()
-        self.loop.close()
-        log.info("stopped")
-
-    def _claim_pid_file(self) -> None:
-        try:
-            pid = int(self._pid_file.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return
-        if pid != os.getpid() and _alive(pid):
-            raise ConfigError(f"a daemon (pid {pid}) already uses {self.options.run_dir}")
-
-    def _on_stop_signal(self, sig: int) -> None:
-        log.info("%s: shutting down", signal.Signals(sig).name)
-        self.loop.stop()
-
-    def _on_reload(self) -> None:
-        log.info("SIGHUP: reloading")
-        for hook in self.reload_hooks:
-            hook()
 
     # -- kernel events --------------------------------------------------------------
     def after_key_management(self) -> None:
@@ -324,13 +246,3 @@ class KernelDaemon:
             return kernel_status(self.kernel.sock, time.time(), extra)
         except OSError as exc:
             raise ConfigError(f"reading the kernel's SAD/SPD failed: {exc}") from exc
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
