@@ -251,15 +251,15 @@ class SecurityAssociation:
             self._base_sum += sum(struct.unpack("!4H", self._pair))
             self._base_sum %= 0xFFFF
         # The common case gets a flat path: tunnel mode, IPv4 outer header, no UDP
-        # encapsulation (``_fast_v4``); with AEAD and no ESN the AEAD object is called
-        # directly (``_fast_aead``). Everything else, and any packet the fast path is not
-        # sure about, takes the general path.
+        # encapsulation (``_fast_v4``); with AEAD the AEAD object is called directly
+        # (``_fast_aead``). Everything else, and any packet the fast path is not sure
+        # about, takes the general path.
         self._fast_v4 = self._tunnel and self.family == 4 and encap is None
         self._fast_aead: AESGCM | ChaCha20Poly1305 | None = None
         self._salt = b""
         if isinstance(c, AeadEspCipher):
             self._salt = c.salt
-            if self._fast_v4 and not esn:
+            if self._fast_v4:
                 self._fast_aead = c.aead
         # Payload-level fast paths (esp_encrypt/esp_decrypt, what the processor calls:
         # its sockets add and strip the outer headers, so any family or encapsulation).
@@ -387,14 +387,14 @@ class SecurityAssociation:
                 if aead is not None:
                     hdr = _V4_ESP_IV.pack(
                         0x45, tos, total, ident, flags, _OUTER_TTL, IPPROTO_ESP, csum,
-                        self._pair, self.spi, seq, seq,
+                        self._pair, self.spi, seq & _M32, seq,
                     )  # fmt: skip
                     # IV = sequence number, unique per key (RFC 4106 §3.1, RFC 7634 §2);
-                    # AAD = SPI || seq (RFC 4106 §5, RFC 7634 §2.1).
+                    # AAD = SPI || [seq_hi ||] seq_lo (RFC 4106 §5, RFC 7634 §2.1).
                     out = hdr + aead.encrypt(
                         _NONCE.pack(self._salt, seq),
                         b"".join((packet, _V4_TRAILERS[pad])),
-                        hdr[20:28],
+                        _AAD_ESN.pack(self.spi, seq >> 32, seq & _M32) if self.esn else hdr[20:28],
                     )
                 elif (cbc := self._pl_cbc) is not None:
                     # As esp_encrypt's CBC+HMAC path, behind the outer header.
@@ -699,8 +699,14 @@ class SecurityAssociation:
             # options, fragmentation or ECN marks, ESP, this SPI, a sequence number the
             # window accepts without looking at its bitmap. Anything else goes through
             # _decap. Order as there: replay check, ICV, window advance, trailer checks.
-            vihl, tos, total, frag, proto, spi, seq, iv = _V4_ESP_IN.unpack_from(packet)
+            vihl, tos, total, frag, proto, spi, lo, iv = _V4_ESP_IN.unpack_from(packet)
             replay = self.replay
+            top = replay.top
+            if self.esn:  # as in esp_decrypt
+                tl = top & _M32
+                seq = top - tl + lo if tl < lo < tl + replay.fresh_span else 0
+            else:
+                seq = lo if lo > top or not replay.size else 0
             if (
                 vihl == 0x45
                 and proto == IPPROTO_ESP
@@ -709,10 +715,13 @@ class SecurityAssociation:
                 and not tos & 3
                 and spi == self.spi
                 and seq
-                and (seq > replay.top or not replay.size)
             ):
                 try:
-                    pt = aead.decrypt(_NONCE.pack(self._salt, iv), packet[36:], packet[20:28])
+                    pt = aead.decrypt(
+                        _NONCE.pack(self._salt, iv),
+                        packet[36:],
+                        _AAD_ESN.pack(spi, seq >> 32, lo) if self.esn else packet[20:28],
+                    )
                 except InvalidTag:
                     counters = self.counters
                     counters.integrity_failed += 1
@@ -740,7 +749,7 @@ class SecurityAssociation:
                     _drop(self.counters, exc.reason)
                     raise
         elif self._pl_open and self._fast_v4 and n >= 20:
-            # CBC+HMAC, or AEAD with ESN: under the same plain outer header (no ECN
+            # CBC+HMAC: under the same plain outer header (no ECN
             # marks, which RFC 6040 §4.2 may carry inward), _decap would do what
             # esp_decrypt does with the ESP part, so esp_decrypt's fast path serves.
             vihl, tos, total, frag, proto = _V4_OUTER.unpack_from(packet)
