@@ -275,6 +275,22 @@ def _check_established(pair: Pair, case: Case, index: int) -> None:
     assert {sa["esn"] for sa in mine} == {case.esp.endswith("-esn")}, mine
 
 
+def _check_counted(pair: Pair, case: Case, index: int) -> None:
+    """The pings went through this case's SAs: 6 echo packets each way (3 requests and
+    3 replies), counted by pyipsec's engine SAs and by charon's CHILD SA."""
+    doc = pair.py.status()
+    (ike,) = [sa for sa in doc["ike"]["ike_sas"] if sa["name"] == case.name]
+    (child,) = ike["children"]
+    packets = {f"{sa['spi']:08x}": sa["counters"]["packets"] for sa in doc["sas"]}
+    assert packets[child["spi_in"]] >= 6 and packets[child["spi_out"]] >= 6, packets
+    listing = _sw_sas(pair.sw, case.name)
+    for direction in ("in ", "out"):
+        found = re.search(
+            rf"\b{direction} [0-9a-f]{{8}}(?:_i)?,\s+\d+ bytes,\s+(\d+) packets", listing
+        )
+        assert found is not None and int(found.group(1)) >= 6, listing
+
+
 @pytest.mark.parametrize(
     ("index", "case"), [pytest.param(i, c, id=c.name) for i, c in enumerate(CASES)]
 )
@@ -298,6 +314,7 @@ def test_matrix(request: pytest.FixtureRequest, index: int, case: Case) -> None:
         assert " 0% packet loss" in ping, ping
         ping = _ping(sw.ns, sw_net, py_net)
         assert " 0% packet loss" in ping, ping
+        _check_counted(pair, case, index)
 
         py.cli("down", case.name)
         wait_for(
@@ -309,6 +326,8 @@ def test_matrix(request: pytest.FixtureRequest, index: int, case: Case) -> None:
         doc = py.status()
         assert [sa for sa in doc["ike"]["ike_sas"] if sa["name"] == case.name] == []
         assert doc["sas"] == []
+        # No policy of this CHILD SA stays behind in the engine either.
+        assert [p for p in doc["policies"] if py_net in (p["src"] + p["dst"])] == []
     except BaseException:
         _dump(py, sw)
         raise
