@@ -20,85 +20,25 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netns import Netns, namespaces, veth
+from interop_pair import PY_GW, PY_ID, PY_NET, SW_GW, SW_ID, SW_NET, Pyipsec, interop_pair
+from netns import Netns
 from strongswan import Charon, missing, wait_for
-from test_interop_strongswan import (
-    PY_GW,
-    PY_ID,
-    PY_NET,
-    SW_GW,
-    SW_ID,
-    SW_NET,
-    Pyipsec,
-    _conn,
-)
+from test_interop_strongswan import _conn
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(120)]
 
 PROPOSALS, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
 
 
-class Daemon(Pyipsec):
-    """``Pyipsec`` with extra daemon arguments (``--ike-keylog``)."""
-
-    def start_with(self, config: str, *extra: str) -> None:
-        conf = self.work / "swanctl.conf"
-        conf.write_text(config)
-        args = [sys.executable, "-m", "pyipsec.cli.main", "daemon", "--foreground",
-                "--config", str(conf), "--run-dir", str(self.run_dir), "--tun", "pyipsec0",
-                "--log", "debug", *extra]  # fmt: skip
-        with self.log.open("wb") as err:
-            self.proc = self.ns.popen(args, stderr=err)
-        proc = self.proc
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"pyipsec daemon exited:\n{self.tail()}")
-            return (self.run_dir / "pyipsec.pid").exists()
-
-        wait_for(up, "the pyipsec daemon", 15, self.log)
-
-    def ike_sas(self) -> list[dict[str, Any]]:
-        sas: list[dict[str, Any]] = self.status()["ike"]["ike_sas"]
-        return sas
-
-    def established(self) -> list[dict[str, Any]]:
-        return [s for s in self.ike_sas() if s["state"] == "established"]
-
-
 def _skip_without_strongswan() -> None:
     reason = missing()
     if reason is not None:
         pytest.skip(f"needs the Debian package {reason} (scripts/install-system-deps.sh)")
-
-
-@contextmanager
-def _setup(tmp_path: Path) -> Iterator[tuple[Daemon, Charon]]:
-    with namespaces("py", "sw") as (py_ns, sw_ns):
-        veth(py_ns, [f"{PY_GW}/24"], sw_ns, [f"{SW_GW}/24"])
-        py_ns.run("ip", "addr", "add", f"{PY_NET}/32", "dev", "lo")
-        sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
-        py = Daemon(py_ns, tmp_path / "pyipsec")
-        sw = Charon(sw_ns, tmp_path / "charon")
-        py.work.mkdir()
-        try:
-            yield py, sw
-        except BaseException:
-            charon_log = sw.log.read_text(errors="replace")[-5000:] if sw.log.exists() else ""
-            sys.stderr.write(f"--- pyipsec log\n{py.tail()}\n--- charon log\n{charon_log}\n")
-            raise
-        finally:
-            sw.close()
-            if py.proc is not None and py.proc.poll() is None:
-                py.proc.terminate()
-                py.proc.wait(10)
 
 
 def _sw_conf(extra: str = "", child_extra: str = "") -> str:
@@ -111,7 +51,7 @@ def _py_conf(extra: str = "", child_extra: str = "") -> str:
                  auth="psk", extra=extra, child_extra=child_extra)  # fmt: skip
 
 
-def _up(py: Daemon, sw: Charon) -> dict[str, Any]:
+def _up(py: Pyipsec, sw: Charon) -> dict[str, Any]:
     out = py.cli("up", "gw", "--timeout", "20").stdout
     assert "ESTABLISHED" in out and "INSTALLED" in out, out
     wait_for(lambda: "INSTALLED" in sw.list_sas(), "charon's CHILD SA", 20, sw.log)
@@ -136,13 +76,13 @@ def _loss(ping: subprocess.Popen[str]) -> tuple[int, int, str]:
     return int(found.group(1)), int(found.group(2)), out
 
 
-def _child_spis(py: Daemon) -> tuple[str, str]:
+def _child_spis(py: Pyipsec) -> tuple[str, str]:
     (ike,) = py.established()
     (child,) = [c for c in ike["children"] if c["state"] == "installed"]
     return child["spi_in"], child["spi_out"]
 
 
-def _same_sas(py: Daemon, sw: Charon) -> tuple[str, str, tuple[str, str]]:
+def _same_sas(py: Pyipsec, sw: Charon) -> tuple[str, str, tuple[str, str]]:
     """The IKE and CHILD SPIs pyipsec holds, once charon lists exactly the same."""
     found: dict[str, Any] = {}
 
@@ -171,9 +111,9 @@ def _same_sas(py: Daemon, sw: Charon) -> tuple[str, str, tuple[str, str]]:
 def test_child_rekey_under_traffic(tmp_path: Path, rekeying: str) -> None:
     _skip_without_strongswan()
     short = "rekey_time = 6s\n    life_time = 9s"
-    with _setup(tmp_path) as (py, sw):
+    with interop_pair(tmp_path) as (py, sw):
         sw.start(_sw_conf(child_extra=short if rekeying == "charon" else ""))
-        py.start_with(_py_conf(child_extra=short if rekeying == "pyipsec" else ""))
+        py.start(_py_conf(child_extra=short if rekeying == "pyipsec" else ""))
         _up(py, sw)
         first = _same_sas(py, sw)
         ping = _ping_flood(py.ns, 16)  # ~2-3 rekeys at 3-6 s (charon: 5.4-6 s)
@@ -250,7 +190,7 @@ _IPSEC_DROPS = ("XfrmInNoStates", "XfrmOutNoStates", "XfrmInStateProtoError",
                 "XfrmInStateInvalid", "XfrmOutStateInvalid")  # fmt: skip
 
 
-def _drops(py: Daemon) -> dict[str, int]:
+def _drops(py: Pyipsec) -> dict[str, int]:
     stats = py.status().get("stats", {})
     return {k: int(stats.get(k, 0)) for k in _IPSEC_DROPS}
 
@@ -261,9 +201,9 @@ def test_tcp_stream_across_child_rekeys(tmp_path: Path) -> None:
     least two rekeys happened under it (make before break, RFC 7296 §2.8)."""
     _skip_without_strongswan()
     short = "rekey_time = 6s\n    life_time = 9s"
-    with _setup(tmp_path) as (py, sw):
+    with interop_pair(tmp_path) as (py, sw):
         sw.start(_sw_conf())
-        py.start_with(_py_conf(child_extra=short))
+        py.start(_py_conf(child_extra=short))
         _up(py, sw)
         first = _same_sas(py, sw)
         drops = _drops(py)
@@ -305,9 +245,9 @@ def test_tcp_stream_across_child_rekeys(tmp_path: Path) -> None:
 def test_ike_rekey_keeps_the_child_sa(tmp_path: Path, rekeying: str) -> None:
     _skip_without_strongswan()
     short = "rekey_time = 6s\n    over_time = 20s"
-    with _setup(tmp_path) as (py, sw):
+    with interop_pair(tmp_path) as (py, sw):
         sw.start(_sw_conf(extra=short if rekeying == "charon" else ""))
-        py.start_with(_py_conf(extra=short if rekeying == "pyipsec" else ""))
+        py.start(_py_conf(extra=short if rekeying == "pyipsec" else ""))
         _up(py, sw)
         first = _same_sas(py, sw)
         ping = _ping_flood(py.ns, 9)
@@ -324,9 +264,9 @@ def test_ike_rekey_keeps_the_child_sa(tmp_path: Path, rekeying: str) -> None:
 def test_dpd_after_charon_is_killed(tmp_path: Path) -> None:
     _skip_without_strongswan()
     dpd = "dpd_delay = 2s\n    dpd_timeout = 3s"
-    with _setup(tmp_path) as (py, sw):
+    with interop_pair(tmp_path) as (py, sw):
         sw.start(_sw_conf())
-        py.start_with(_py_conf(extra=dpd, child_extra="dpd_action = restart"))
+        py.start(_py_conf(extra=dpd, child_extra="dpd_action = restart"))
         _up(py, sw)
         assert sw.proc is not None
         os.killpg(sw.proc.pid, signal.SIGKILL)
@@ -353,11 +293,11 @@ def test_dpd_after_charon_is_killed(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_key_log_decrypts_a_live_capture(tmp_path: Path) -> None:
     _skip_without_strongswan()
-    with _setup(tmp_path) as (py, sw):
+    with interop_pair(tmp_path) as (py, sw):
         keys = tmp_path / "keys"
         pcap = tmp_path / "ike.pcap"
         sw.start(_sw_conf())
-        py.start_with(_py_conf(), "--ike-keylog", str(keys))
+        py.start(_py_conf(), "--ike-keylog", str(keys))
         dump = py.ns.popen(["tcpdump", "-i", "any", "-U", "-w", str(pcap), "udp"],
                            stderr=subprocess.DEVNULL)  # fmt: skip
         try:

@@ -15,7 +15,6 @@ Everything (daemons, charons, namespaces) is stopped whatever happens.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import sys
@@ -29,15 +28,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from netns import Netns, namespaces, veth
+from interop_pair import PY_GW, PY_ID, PY_NET, SW_GW, SW_ID, SW_NET, Pyipsec, interop_pair
+from netns import Netns, namespaces
 from pki import cn, dns, make_cert
 from strongswan import Charon, missing, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(90)]
 
-PY_GW, SW_GW = "192.0.2.1", "192.0.2.2"
-PY_NET, SW_NET = "198.51.100.1", "203.0.113.1"
-PY_ID, SW_ID = "py.example", "sw.example"
 TRANSFER = 1024 * 1024
 PSK = base64.b64encode(os.urandom(32)).decode()  # a fresh PSK per run
 
@@ -153,66 +150,6 @@ def _write_pki(py_dir: Path, sw_dir: Path, kind: str) -> None:
         )
 
 
-class Pyipsec:
-    """``pyipsec daemon --config`` in a namespace, and its client commands."""
-
-    def __init__(self, ns: Netns, work: Path) -> None:
-        self.ns = ns
-        self.work = work
-        self.run_dir = work / "run"
-        self.log = work / "pyipsec.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            self.ns.cmd(
-                sys.executable, "-m", "pyipsec.cli.main", *args, "--run-dir", str(self.run_dir)
-            ),
-            capture_output=True,
-            text=True,
-            timeout=40,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"pyipsec {args}: {proc.stdout}{proc.stderr}\n{self.tail()}")
-        return proc
-
-    def start(self, config: str) -> None:
-        conf = self.work / "swanctl.conf"
-        conf.write_text(config)
-        args = [
-            sys.executable,
-            "-m",
-            "pyipsec.cli.main",
-            "daemon",
-            "--foreground",
-            "--config",
-            str(conf),
-            "--run-dir",
-            str(self.run_dir),
-            "--tun",
-            "pyipsec0",
-            "--log",
-            "debug",
-        ]
-        with self.log.open("wb") as err:
-            self.proc = self.ns.popen(args, stderr=err)
-        proc = self.proc
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"pyipsec daemon exited:\n{self.tail()}")
-            return (self.run_dir / "pyipsec.pid").exists()
-
-        wait_for(up, "the pyipsec daemon", 15, self.log)
-
-    def status(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.cli("status", "--json").stdout)
-        return doc
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-
 def _ping(ns: Netns, src: str, dst: str) -> str:
     return ns.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", src, dst, check=False)
 
@@ -282,85 +219,68 @@ def test_interop(tmp_path: Path, initiator: str, auth: str, proposals: str, esp:
     if reason is not None:
         pytest.skip(f"needs the Debian package {reason} (scripts/install-system-deps.sh)")
     swanctl_auth = "psk" if auth == "psk" else "pubkey"
-    py_dir, sw_dir = tmp_path / "pyipsec", tmp_path / "charon"
-    py_dir.mkdir()
-    sw_dir.mkdir()
     if auth != "psk":
-        _write_pki(py_dir, sw_dir, auth)
-    with namespaces("py", "sw") as (py_ns, sw_ns):
-        veth(py_ns, [f"{PY_GW}/24"], sw_ns, [f"{SW_GW}/24"])
-        py_ns.run("ip", "addr", "add", f"{PY_NET}/32", "dev", "lo")
-        sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
-        py, sw = Pyipsec(py_ns, py_dir), Charon(sw_ns, sw_dir)
-        try:
-            # An RSA-2048 IKE_AUTH (cert + CERTREQ) passes charon's 1280-byte fragment size:
-            # that case runs through RFC 7383 fragmentation both ways.
-            extra = "send_cert = always\n    fragmentation = yes"
-            sw.start(
-                _conn(
-                    SW_GW,
-                    PY_GW,
-                    SW_ID,
-                    PY_ID,
-                    SW_NET,
-                    PY_NET,
-                    proposals=proposals,
-                    esp=esp,
-                    auth=swanctl_auth,
-                    extra=extra,
-                )
+        _write_pki(tmp_path / "pyipsec", tmp_path / "charon", auth)
+    with interop_pair(tmp_path) as (py, sw):
+        # An RSA-2048 IKE_AUTH (cert + CERTREQ) passes charon's 1280-byte fragment size:
+        # that case runs through RFC 7383 fragmentation both ways.
+        extra = "send_cert = always\n    fragmentation = yes"
+        sw.start(
+            _conn(
+                SW_GW,
+                PY_GW,
+                SW_ID,
+                PY_ID,
+                SW_NET,
+                PY_NET,
+                proposals=proposals,
+                esp=esp,
+                auth=swanctl_auth,
+                extra=extra,
             )
-            py.start(
-                _conn(
-                    PY_GW,
-                    SW_GW,
-                    PY_ID,
-                    SW_ID,
-                    PY_NET,
-                    SW_NET,
-                    proposals=proposals,
-                    esp=esp,
-                    auth=swanctl_auth,
-                    child_extra="start_action = trap" if initiator == "trap" else "",
-                )
+        )
+        py.start(
+            _conn(
+                PY_GW,
+                SW_GW,
+                PY_ID,
+                SW_ID,
+                PY_NET,
+                SW_NET,
+                proposals=proposals,
+                esp=esp,
+                auth=swanctl_auth,
+                child_extra="start_action = trap" if initiator == "trap" else "",
             )
-            started = time.monotonic()
-            if initiator == "pyipsec":
-                out = py.cli("up", "gw", "--timeout", "20").stdout
-                assert "ESTABLISHED" in out and "INSTALLED" in out, out
-            elif initiator == "trap":
-                # The trap policy makes the engine ACQUIRE on the first packet; IKE in the
-                # daemon negotiates, and the held packet goes out once the SA is there.
-                assert py.status()["ike"]["traps"][0]["name"] == "gw"
-                _ping(py.ns, PY_NET, SW_NET)
-            else:
-                sw.swanctl("--initiate", "--child", "net", "--ike", "gw", "--timeout", "20")
-            wait_for(lambda: "INSTALLED" in sw.list_sas(), "charon's CHILD SA", 20, sw.log)
-            assert time.monotonic() - started < 20
-            ike = _check_same_sas(py, sw, proposals)
-            assert ike["initiator"] is (initiator != "charon")
-            _check_traffic(py, sw, tmp_path)
-            text = py.cli("status").stdout
-            assert "IKE SAs (1):" in text and "gw: ESTABLISHED" in text, text
-            if auth == "rsa":
-                # RFC 7383: charon split its IKE_AUTH message (cert + CERTREQ over 1280 bytes)
-                # and pyipsec reassembled it, or nothing above would have worked.
-                charon_log = sw.log.read_text(errors="replace")
-                assert "splitting IKE message" in charon_log, "charon sent no fragments"
+        )
+        started = time.monotonic()
+        if initiator == "pyipsec":
+            out = py.cli("up", "gw", "--timeout", "20").stdout
+            assert "ESTABLISHED" in out and "INSTALLED" in out, out
+        elif initiator == "trap":
+            # The trap policy makes the engine ACQUIRE on the first packet; IKE in the
+            # daemon negotiates, and the held packet goes out once the SA is there.
+            assert py.status()["ike"]["traps"][0]["name"] == "gw"
+            _ping(py.ns, PY_NET, SW_NET)
+        else:
+            sw.swanctl("--initiate", "--child", "net", "--ike", "gw", "--timeout", "20")
+        wait_for(lambda: "INSTALLED" in sw.list_sas(), "charon's CHILD SA", 20, sw.log)
+        assert time.monotonic() - started < 20
+        ike = _check_same_sas(py, sw, proposals)
+        assert ike["initiator"] is (initiator != "charon")
+        _check_traffic(py, sw, tmp_path)
+        text = py.cli("status").stdout
+        assert "IKE SAs (1):" in text and "gw: ESTABLISHED" in text, text
+        if auth == "rsa":
+            # RFC 7383: charon split its IKE_AUTH message (cert + CERTREQ over 1280 bytes)
+            # and pyipsec reassembled it, or nothing above would have worked.
+            charon_log = sw.log.read_text(errors="replace")
+            assert "splitting IKE message" in charon_log, "charon sent no fragments"
 
-            py.cli("down", "gw")
-            wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 10, sw.log)
-            doc = py.status()
-            assert doc["ike"]["ike_sas"] == [] and doc["sas"] == []
-        except BaseException:
-            charon_log = sw.log.read_text(errors="replace")[-6000:] if sw.log.exists() else ""
-            sys.stderr.write(f"--- pyipsec log\n{py.tail()}\n--- charon log\n{charon_log}\n")
-            raise
-        finally:
-            sw.close()
-            if py.proc is not None and py.proc.poll() is None:
-                py.proc.terminate()
-                py.proc.wait(10)
+        py.cli("down", "gw")
+        wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 10, sw.log)
+        doc = py.status()
+        assert doc["ike"]["ike_sas"] == [] and doc["sas"] == []
 
 
 def test_daemon_config_errors_name_file_and_line(tmp_path: Path) -> None:
@@ -387,37 +307,20 @@ def test_sigterm_deletes_the_ike_sa_at_charon(tmp_path: Path) -> None:
     reason = missing()
     if reason is not None:
         pytest.skip(f"needs the Debian package {reason} (scripts/install-system-deps.sh)")
-    py_dir, sw_dir = tmp_path / "pyipsec", tmp_path / "charon"
-    py_dir.mkdir()
-    sw_dir.mkdir()
-    with namespaces("py", "sw") as (py_ns, sw_ns):
-        veth(py_ns, [f"{PY_GW}/24"], sw_ns, [f"{SW_GW}/24"])
-        py_ns.run("ip", "addr", "add", f"{PY_NET}/32", "dev", "lo")
-        sw_ns.run("ip", "addr", "add", f"{SW_NET}/32", "dev", "lo")
-        py, sw = Pyipsec(py_ns, py_dir), Charon(sw_ns, sw_dir)
-        try:
-            algs = {"proposals": GCM_X25519, "esp": "aes128gcm16", "auth": "psk"}
-            sw.start(_conn(SW_GW, PY_GW, SW_ID, PY_ID, SW_NET, PY_NET, **algs))
-            py.start(_conn(PY_GW, SW_GW, PY_ID, SW_ID, PY_NET, SW_NET, **algs))
-            out = py.cli("up", "gw", "--timeout", "20").stdout
-            assert "ESTABLISHED" in out, out
-            wait_for(lambda: "ESTABLISHED" in sw.list_sas(), "charon's IKE SA", 10, sw.log)
-            proc = py.proc
-            assert proc is not None
-            started = time.monotonic()
-            proc.terminate()
-            assert proc.wait(10) == 0
-            assert time.monotonic() - started < 5  # the Delete's wait is bounded
-            wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 5, sw.log)
-            charon_log = sw.log.read_text(errors="replace")
-            assert "received DELETE for IKE_SA" in charon_log, charon_log[-3000:]
-            assert "deleting IKE SA" in py.tail() and "on shutdown" in py.tail()
-        except BaseException:
-            charon_log = sw.log.read_text(errors="replace")[-6000:] if sw.log.exists() else ""
-            sys.stderr.write(f"--- pyipsec log\n{py.tail()}\n--- charon log\n{charon_log}\n")
-            raise
-        finally:
-            sw.close()
-            if py.proc is not None and py.proc.poll() is None:
-                py.proc.terminate()
-                py.proc.wait(10)
+    with interop_pair(tmp_path) as (py, sw):
+        algs = {"proposals": GCM_X25519, "esp": "aes128gcm16", "auth": "psk"}
+        sw.start(_conn(SW_GW, PY_GW, SW_ID, PY_ID, SW_NET, PY_NET, **algs))
+        py.start(_conn(PY_GW, SW_GW, PY_ID, SW_ID, PY_NET, SW_NET, **algs))
+        out = py.cli("up", "gw", "--timeout", "20").stdout
+        assert "ESTABLISHED" in out, out
+        wait_for(lambda: "ESTABLISHED" in sw.list_sas(), "charon's IKE SA", 10, sw.log)
+        proc = py.proc
+        assert proc is not None
+        started = time.monotonic()
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 5  # the Delete's wait is bounded
+        wait_for(lambda: "gw:" not in sw.list_sas(), "charon to drop the IKE SA", 5, sw.log)
+        charon_log = sw.log.read_text(errors="replace")
+        assert "received DELETE for IKE_SA" in charon_log, charon_log[-3000:]
+        assert "deleting IKE SA" in py.tail() and "on shutdown" in py.tail()
