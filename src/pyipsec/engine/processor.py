@@ -161,11 +161,32 @@ class Engine:
             hit = self._flows_out.get(key)
             if hit is not None:
                 policy, entries = hit
-                if policy is not None:
-                    self.spd.count(policy, len(packet), now)
-                    if entries:
-                        return self._send(entries, packet, now)
-                return self._unprotected(policy, packet)
+                if policy is None:
+                    return self._unprotected(None, packet)
+                n = len(packet)
+                self.spd.count(policy, n, now)
+                if len(entries) != 1:
+                    if not entries:
+                        return self._unprotected(None, packet)
+                    return self._send(entries, packet, now)
+                # The common case, flattened: one tunnel-mode SA already in use.
+                entry = entries[0]
+                sa = entry.sa
+                if sa is None or entry.mode != "tunnel" or entry.use_time is None:
+                    return self._send(entries, packet, now)
+                try:
+                    esp = sa.esp_encrypt(
+                        packet, _IPV4_IN_ESP if packet[0] >> 4 == 4 else _IPV6_IN_ESP
+                    )
+                except (SequenceExhausted, PacketDropped, ParseError) as exc:
+                    return self._encrypt_failed(entry, exc)
+                stats = self.stats
+                stats["out_packets"] += 1
+                stats["out_bytes"] += n
+                c = sa.counters
+                if c.bytes >= entry.byte_limit or c.packets >= entry.packet_limit:
+                    self.sad.count_limit_hit(entry)
+                return Transmit(esp, entry.local, entry.peer, entry.encap, entry.spi)
         try:
             flow = extract_flow(packet)
         except ParseError:
@@ -277,18 +298,21 @@ class Engine:
                 else:
                     hdr = walk_ipv6(outer, stop_at=IPPROTO_UDP if sa.encap else IPPROTO_ESP).offset
                 out = outer[hdr + 8 :] if sa.encap is not None else outer[hdr:]
-        except SequenceExhausted:
-            # RFC 4303 §3.3.3: never wrap; the SA is spent and must be replaced.
-            self.stats[Reason.OUT_STATE_SEQ_ERROR] += 1
-            self.sad.expire_now(entry, "seq")
-            return _drop(Reason.OUT_STATE_SEQ_ERROR)
-        except (PacketDropped, ParseError):
-            self.stats[Reason.OUT_STATE_MODE_ERROR] += 1
-            return _drop(Reason.OUT_STATE_MODE_ERROR)
+        except (SequenceExhausted, PacketDropped, ParseError) as exc:
+            return self._encrypt_failed(entry, exc)
         self.stats["out_packets"] += 1
         self.stats["out_bytes"] += len(packet)
         self._account(entry, now)
         return out
+
+    def _encrypt_failed(self, entry: SadEntry, exc: Exception) -> Drop:
+        if isinstance(exc, SequenceExhausted):
+            # RFC 4303 §3.3.3: never wrap; the SA is spent and must be replaced.
+            self.stats[Reason.OUT_STATE_SEQ_ERROR] += 1
+            self.sad.expire_now(entry, "seq")
+            return _drop(Reason.OUT_STATE_SEQ_ERROR)
+        self.stats[Reason.OUT_STATE_MODE_ERROR] += 1
+        return _drop(Reason.OUT_STATE_MODE_ERROR)
 
     def _account(self, entry: SadEntry, now: float) -> None:
         if entry.use_time is None:
@@ -412,13 +436,33 @@ class Engine:
         except PacketDropped as drop:
             self.stats[drop.reason] += 1
             return _drop(drop.reason)
-        self._account(entry, now)
-        return self._check_decapsulated(entry, inner, now)
-
-    def _check_decapsulated(self, entry: SadEntry, inner: bytes, now: float) -> Action:
-        """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
-        template this SA satisfies."""
+        if entry.use_time is None:
+            self.sad.first_use(entry, now)
+        c = sa.counters
+        if c.bytes >= entry.byte_limit or c.packets >= entry.packet_limit:
+            self.sad.count_limit_hit(entry)
+        # The inbound policy check, from the flow cache when this SA carried the flow
+        # before and nothing changed since (the full check is _check_decapsulated).
         key = _flow_key(inner)
+        if key is not None:
+            self._check_flow_caches()
+            hit = self._flows_in.get(key)
+            if hit is not None and hit[0] is entry and hit[2] is None:
+                n = len(inner)
+                policy = hit[1]
+                if policy is not None:
+                    self.spd.count(policy, n, now)
+                stats = self.stats
+                stats["in_packets"] += 1
+                stats["in_bytes"] += n
+                return Deliver(inner, spi)
+        return self._check_decapsulated(entry, inner, now, key)
+
+    def _check_decapsulated(
+        self, entry: SadEntry, inner: bytes, now: float, key: bytes | None
+    ) -> Action:
+        """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
+        template this SA satisfies. ``key``: the inner packet's ``_flow_key``."""
         if key is not None:
             self._check_flow_caches()
             hit = self._flows_in.get(key)
