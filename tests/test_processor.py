@@ -368,3 +368,34 @@ def test_inbound_decision_is_per_sa(pair: tuple[Engine, Engine]) -> None:
     got = b.inbound_esp(data, packed("192.0.2.99"), packed(GW_B), None, 0.0)
     assert got == Drop(Reason.IN_TMPL_MISMATCH)
     assert isinstance(carry(a, b, packet), Deliver)
+
+
+def test_policy_counters_through_the_flow_caches(pair: tuple[Engine, Engine]) -> None:
+    """Cached decisions still count every packet to the policy that matched it, and a
+    policy replaced by update_policy starts from zero (its predecessor is not fed)."""
+    a, b = pair
+    packet = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=5, dport=6) / (b"y" * 30))
+    out_index = a.spd.get_by_selector("out", Selector(src=NET_A, dst=NET_B)).index
+    in_index = b.spd.get_by_selector("in", Selector(src=NET_A, dst=NET_B)).index
+    for _ in range(4):
+        assert isinstance(carry(a, b, packet, now=2.0), Deliver)
+    out_stats, in_stats = a.spd.stats(out_index), b.spd.stats(in_index)
+    assert (out_stats.hits, out_stats.bytes, out_stats.last_use) == (4, 4 * len(packet), 2.0)
+    assert (in_stats.hits, in_stats.bytes, in_stats.last_use) == (4, 4 * len(packet), 2.0)
+    old = b.spd.get(in_index)
+    b.update_policy(
+        Policy(
+            direction="in",
+            selector=old.selector,
+            action="protect",
+            priority=old.priority,
+            templates=list(old.templates),
+            index=in_index,
+        )
+    )
+    assert isinstance(carry(a, b, packet, now=3.0), Deliver)
+    assert isinstance(carry(a, b, packet, now=3.0), Deliver)
+    fresh = b.spd.stats(in_index)
+    assert (fresh.hits, fresh.last_use) == (2, 3.0)
+    assert in_stats.hits == 4  # the replaced policy's counters stay as they were
+    assert a.spd.stats(out_index).hits == 6

@@ -23,7 +23,7 @@ from typing import TypeVar
 from pyipsec.engine.actions import Action, Bypass, Deliver, Drop, Hold, Transmit
 from pyipsec.engine.events import Acquire, Event, EventQueue, IPAddress, PolicyAdded, PolicyDeleted
 from pyipsec.engine.sad import SadEntry, SASpec, SaState, SecurityAssociationDatabase
-from pyipsec.engine.spd import Policy, SecurityPolicyDatabase, Selector, Template
+from pyipsec.engine.spd import Policy, PolicyStats, SecurityPolicyDatabase, Selector, Template
 from pyipsec.engine.stats import EngineStats
 from pyipsec.errors import PacketDropped, ParseError, Reason, SequenceExhausted
 from pyipsec.wire.ip import IPv4Header, IPv6Header, build_ipv4, build_ipv6, extract_flow, walk_ipv6
@@ -38,6 +38,9 @@ _IPV6_IN_ESP = 41
 FLOW_CACHE_SIZE = 65536  # per-flow decisions kept (each cache is emptied when full)
 _DROPS: dict[str, Drop] = {}
 _T = TypeVar("_T")
+# NamedTuple's generated __new__ is a Python function; the hot paths build the
+# actions with tuple.__new__ directly, which does the same without that frame.
+_new_action = tuple.__new__
 _PORTS = frozenset((6, 17, 132, 136))  # TCP, UDP, SCTP, UDP-Lite: ports at 0..3
 _ICMPS = frozenset((1, 58))  # type and code at 0..1
 
@@ -141,30 +144,44 @@ class Engine:
         self._out_cache: dict[object, tuple[SadEntry, ...]] = {}
         self._out_cache_gen = -1
         # Per-flow decisions, keyed by the header bytes the SPD looks at (_flow_key),
-        # valid while neither database changes: outbound (policy, SAs) and inbound
-        # (SA, policy, drop or None).
-        self._flows_out: dict[bytes, tuple[Policy | None, tuple[SadEntry, ...]]] = {}
-        self._flows_in: dict[bytes, tuple[SadEntry, Policy | None, Drop | None]] = {}
-        self._flows_gen = (-1, -1)
+        # valid while neither database changes: outbound (policy, SAs, the policy's
+        # counters) and inbound (SA, policy, drop or None, the policy's counters). The
+        # counters are the SPD's own objects, held so a hit need not look them up;
+        # they stay the live ones until the SPD generation moves, which empties these.
+        self._flows_out: dict[
+            bytes, tuple[Policy | None, tuple[SadEntry, ...], PolicyStats | None]
+        ] = {}
+        self._flows_in: dict[
+            bytes, tuple[SadEntry, Policy | None, Drop | None, PolicyStats | None]
+        ] = {}
+        self._flows_spd_gen = -1
+        self._flows_sad_gen = -1
 
     def set_local_addresses(self, addresses: Iterable[str | IPAddress]) -> None:
         """Which inner destinations are this host's (checked against ``in``, others ``fwd``)."""
         self.local_addresses = {ipaddress.ip_address(a).packed for a in addresses}
-        self._flows_gen = (-1, -1)  # in or fwd may now be decided differently
+        self._flows_spd_gen = -1  # in or fwd may now be decided differently
 
     # ---------------------------------------------------------------- outbound ----------
     def outbound(self, packet: bytes, now: float) -> Action:
         """Apply the SPD's ``out`` policies to a packet leaving this host (RFC 4301 §5.1)."""
         key = _flow_key(packet)
         if key is not None:
-            self._check_flow_caches()
+            if (
+                self._flows_spd_gen != self.spd.generation
+                or self._flows_sad_gen != self.sad.generation
+            ):
+                self._clear_flow_caches()
             hit = self._flows_out.get(key)
             if hit is not None:
-                policy, entries = hit
+                policy, entries, counters = hit
                 if policy is None:
                     return self._unprotected(None, packet)
                 n = len(packet)
-                self.spd.count(policy, n, now)
+                if counters is not None:  # spd.count, inlined
+                    counters.hits += 1
+                    counters.bytes += n
+                    counters.last_use = now
                 if len(entries) != 1:
                     if not entries:
                         return self._unprotected(None, packet)
@@ -186,7 +203,7 @@ class Engine:
                 c = sa.counters
                 if c.bytes >= entry.byte_limit or c.packets >= entry.packet_limit:
                     self.sad.count_limit_hit(entry)
-                return Transmit(esp, entry.local, entry.peer, entry.encap, entry.spi)
+                return _new_action(Transmit, (esp, entry.local, entry.peer, entry.encap, entry.spi))
         try:
             flow = extract_flow(packet)
         except ParseError:
@@ -197,7 +214,11 @@ class Engine:
         )
         if policy is None or policy.action != "protect":
             if key is not None:
-                self._remember(self._flows_out, key, (policy, ()))
+                self._remember(
+                    self._flows_out,
+                    key,
+                    (policy, (), None if policy is None else self.spd.counters_of(policy)),
+                )
             if policy is not None:
                 self.spd.count(policy, len(packet), now)
             return self._unprotected(policy, packet)
@@ -206,7 +227,7 @@ class Engine:
         if isinstance(resolved, Hold | Drop):
             return resolved  # held for an ACQUIRE, or dropped
         if key is not None:
-            self._remember(self._flows_out, key, (policy, resolved))
+            self._remember(self._flows_out, key, (policy, resolved, self.spd.counters_of(policy)))
         if not resolved:
             return self._unprotected(None, packet)
         return self._send(resolved, packet, now)
@@ -263,12 +284,15 @@ class Engine:
         return Transmit(esp, last.local, last.peer, last.encap, last.spi)
 
     def _check_flow_caches(self) -> None:
-        """Flow decisions hold while neither database changed."""
-        spd_gen, sad_gen = self.spd.generation, self.sad.generation
-        if self._flows_gen != (spd_gen, sad_gen):
-            self._flows_out.clear()
-            self._flows_in.clear()
-            self._flows_gen = (spd_gen, sad_gen)
+        """Flow decisions hold while neither database changed (the hot paths inline this)."""
+        if self._flows_spd_gen != self.spd.generation or self._flows_sad_gen != self.sad.generation:
+            self._clear_flow_caches()
+
+    def _clear_flow_caches(self) -> None:
+        self._flows_out.clear()
+        self._flows_in.clear()
+        self._flows_spd_gen = self.spd.generation
+        self._flows_sad_gen = self.sad.generation
 
     @staticmethod
     def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
@@ -445,17 +469,23 @@ class Engine:
         # before and nothing changed since (the full check is _check_decapsulated).
         key = _flow_key(inner)
         if key is not None:
-            self._check_flow_caches()
+            if (
+                self._flows_spd_gen != self.spd.generation
+                or self._flows_sad_gen != self.sad.generation
+            ):
+                self._clear_flow_caches()
             hit = self._flows_in.get(key)
             if hit is not None and hit[0] is entry and hit[2] is None:
                 n = len(inner)
-                policy = hit[1]
-                if policy is not None:
-                    self.spd.count(policy, n, now)
+                counters = hit[3]
+                if counters is not None:  # spd.count, inlined
+                    counters.hits += 1
+                    counters.bytes += n
+                    counters.last_use = now
                 stats = self.stats
                 stats["in_packets"] += 1
                 stats["in_bytes"] += n
-                return Deliver(inner, spi)
+                return _new_action(Deliver, (inner, spi))
         return self._check_decapsulated(entry, inner, now, key)
 
     def _check_decapsulated(
@@ -467,12 +497,14 @@ class Engine:
             self._check_flow_caches()
             hit = self._flows_in.get(key)
             if hit is not None and hit[0] is entry:
-                policy, verdict = hit[1], hit[2]
+                verdict, counters = hit[2], hit[3]
                 if verdict is not None:
                     self.stats[verdict.reason] += 1
                     return verdict
-                if policy is not None:
-                    self.spd.count(policy, len(inner), now)
+                if counters is not None:
+                    counters.hits += 1
+                    counters.bytes += len(inner)
+                    counters.last_use = now
                 self.stats["in_packets"] += 1
                 self.stats["in_bytes"] += len(inner)
                 return Deliver(inner, entry.spi)
@@ -487,7 +519,8 @@ class Engine:
         )
         verdict = self._inbound_verdict(entry, policy)
         if key is not None:
-            self._remember(self._flows_in, key, (entry, policy, verdict))
+            counters = None if policy is None else self.spd.counters_of(policy)
+            self._remember(self._flows_in, key, (entry, policy, verdict, counters))
         if verdict is not None:
             self.stats[verdict.reason] += 1
             return verdict

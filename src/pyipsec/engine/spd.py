@@ -358,7 +358,9 @@ class SecurityPolicyDatabase:
     def __init__(self, cache_size: int = 4096) -> None:
         if not _is_int(cache_size) or cache_size < 0:
             raise ConfigError("cache_size: expected an int >= 0")
-        self._generation = 0
+        # Bumped by every change: a decision taken at an older value is stale. A plain
+        # attribute rather than a property: the processor reads it for every packet.
+        self.generation = 0
         self._records: dict[int, _Record] = {}
         self._by_selector: dict[tuple[str, Selector], int] = {}
         self._tables: dict[str, tuple[TupleSpaceTable[Policy], TupleSpaceTable[Policy]]] = {
@@ -370,11 +372,6 @@ class SecurityPolicyDatabase:
         self._cache: dict[
             tuple[str, bytes, bytes, int, int | None, int | None, str | None], Policy | None
         ] = {}
-
-    @property
-    def generation(self) -> int:
-        """A counter bumped by every change: a decision taken at an older value is stale."""
-        return self._generation
 
     # -- changes -------------------------------------------------------------------
 
@@ -459,6 +456,13 @@ class SecurityPolicyDatabase:
         if record is None:
             raise KeyApiError(errno.ENOENT, f"no policy with index {index}")
         return record.stats
+
+    def counters_of(self, policy: Policy) -> PolicyStats | None:
+        """The live counters of exactly this Policy object, None if it is stale (deleted
+        or replaced): what ``count`` updates, for a caller that holds them while the
+        generation stays the same."""
+        record = self._records.get(policy.index)
+        return record.stats if record is not None and record.policy is policy else None
 
     def dump(self) -> list[Policy]:
         """Every policy: direction by direction (in, out, fwd), each in lookup order."""
@@ -600,5 +604,5 @@ class SecurityPolicyDatabase:
         return record
 
     def _changed(self) -> None:
-        self._generation += 1
+        self.generation += 1
         self._cache.clear()
