@@ -15,6 +15,7 @@ destinations) or ``fwd`` (the rest), RFC 4301 §5.2.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ _IPV6_IN_ESP = 41
 FLOW_CACHE_SIZE = 65536  # per-flow decisions kept (each cache is emptied when full)
 _DROPS: dict[str, Drop] = {}
 _T = TypeVar("_T")
+_SPI_OF = struct.Struct("!I").unpack_from
+_LARVAL = SaState.LARVAL
 # NamedTuple's generated __new__ is a Python function; the hot paths build the
 # actions with tuple.__new__ directly, which does the same without that frame.
 _new_action = tuple.__new__
@@ -131,6 +134,7 @@ class Engine:
     def __init__(self, local_addresses: Iterable[str | IPAddress] = ()) -> None:
         self.events = EventQueue()
         self.sad = SecurityAssociationDatabase(self.events)
+        self._sa_by_id = self.sad.lookup_table  # sad.lookup without the call
         self.spd = SecurityPolicyDatabase()
         self.stats = EngineStats()
         self.local_addresses: set[bytes] = set()
@@ -436,13 +440,13 @@ class Engine:
         if len(data) < 8:
             self.stats[Reason.IN_HDR_ERROR] += 1
             return _drop(Reason.IN_HDR_ERROR)
-        spi = int.from_bytes(data[:4], "big")
-        entry = self.sad.lookup(dst, spi)
+        spi = _SPI_OF(data)[0]
+        entry = self._sa_by_id.get((dst, spi, "esp"))
         if entry is None:
             self.stats[Reason.IN_NO_STATES] += 1
             return _drop(Reason.IN_NO_STATES)
         sa = entry.sa
-        if sa is None or entry.state is SaState.LARVAL:
+        if sa is None or entry.state is _LARVAL:
             self.stats[Reason.IN_STATE_INVALID] += 1
             return _drop(Reason.IN_STATE_INVALID)
         if (sa.encap is None) != (encap is None):

@@ -18,7 +18,7 @@ import errno
 import heapq
 import ipaddress
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -258,6 +258,12 @@ class SecurityAssociationDatabase:
     def lookup(self, dst_packed: bytes, spi: int, proto: str = "esp") -> SadEntry | None:
         """Inbound: the entry for (dst, spi, proto), any state; O(1)."""
         return self._by_id.get((dst_packed, spi, proto))
+
+    @property
+    def lookup_table(self) -> Mapping[tuple[bytes, int, str], SadEntry]:
+        """What ``lookup`` reads, keyed (dst, SPI, proto): a read-only view for a hot
+        path that binds it once (the same dict for the database's whole life)."""
+        return self._by_id
 
     def find_outbound(
         self, src_packed: bytes, dst_packed: bytes, proto: str, mode: str, reqid: int
