@@ -202,8 +202,8 @@ class Engine:
                 except (SequenceExhausted, PacketDropped, ParseError) as exc:
                     return self._encrypt_failed(entry, exc)
                 stats = self.stats
-                stats["out_packets"] += 1
-                stats["out_bytes"] += n
+                stats.out_packets += 1
+                stats.out_bytes += n
                 c = sa.counters
                 if c.bytes >= entry.byte_limit or c.packets >= entry.packet_limit:
                     self.sad.count_limit_hit(entry)
@@ -328,8 +328,8 @@ class Engine:
                 out = outer[hdr + 8 :] if sa.encap is not None else outer[hdr:]
         except (SequenceExhausted, PacketDropped, ParseError) as exc:
             return self._encrypt_failed(entry, exc)
-        self.stats["out_packets"] += 1
-        self.stats["out_bytes"] += len(packet)
+        self.stats.out_packets += 1
+        self.stats.out_bytes += len(packet)
         self._account(entry, now)
         return out
 
@@ -487,8 +487,8 @@ class Engine:
                     counters.bytes += n
                     counters.last_use = now
                 stats = self.stats
-                stats["in_packets"] += 1
-                stats["in_bytes"] += n
+                stats.in_packets += 1
+                stats.in_bytes += n
                 return _new_action(Deliver, (inner, spi))
         return self._check_decapsulated(entry, inner, now, key)
 
@@ -509,8 +509,8 @@ class Engine:
                     counters.hits += 1
                     counters.bytes += len(inner)
                     counters.last_use = now
-                self.stats["in_packets"] += 1
-                self.stats["in_bytes"] += len(inner)
+                self.stats.in_packets += 1
+                self.stats.in_bytes += len(inner)
                 return Deliver(inner, entry.spi)
         try:
             flow = extract_flow(inner)
@@ -530,8 +530,8 @@ class Engine:
             return verdict
         if policy is not None:
             self.spd.count(policy, len(inner), now)
-        self.stats["in_packets"] += 1
-        self.stats["in_bytes"] += len(inner)
+        self.stats.in_packets += 1
+        self.stats.in_bytes += len(inner)
         return Deliver(inner, entry.spi)
 
     def _inbound_verdict(self, entry: SadEntry, policy: Policy | None) -> Drop | None:
