@@ -399,3 +399,24 @@ def test_policy_counters_through_the_flow_caches(pair: tuple[Engine, Engine]) ->
     assert (fresh.hits, fresh.last_use) == (2, 3.0)
     assert in_stats.hits == 4  # the replaced policy's counters stay as they were
     assert a.spd.stats(out_index).hits == 6
+
+
+def test_flow_cache_keys_tell_fragments_and_icmp_types_apart(pair: tuple[Engine, Engine]) -> None:
+    """A later fragment never takes the decision cached for its flow's first packet (its
+    "ports" are payload bytes), and ICMP type/code are part of the key."""
+    a, _ = pair
+    for selector in (
+        Selector(src=HOST_A, dst=HOST_B, proto=17, dport=53),
+        Selector(src=HOST_A, dst=HOST_B, proto=1, sport=8),  # ICMP echo request
+    ):
+        a.add_policy(Policy(direction="out", selector=selector, action="discard", priority=1))
+    dns = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=53, dport=53) / (b"q" * 20))
+    later = bytes(IP(src=HOST_A, dst=HOST_B, proto=17, frag=3) / dns[20:44])
+    assert later[20:24] == dns[20:24]  # looks like the same ports
+    echo = bytes(IP(src=HOST_A, dst=HOST_B) / ICMP(type=8))
+    echo_reply = bytes(IP(src=HOST_A, dst=HOST_B) / ICMP(type=0))
+    for _ in range(2):  # the second round comes from the flow cache
+        assert a.outbound(dns, 0.0) == Drop(Reason.OUT_POL_BLOCK)
+        assert isinstance(a.outbound(later, 0.0), Transmit)
+        assert a.outbound(echo, 0.0) == Drop(Reason.OUT_POL_BLOCK)
+        assert isinstance(a.outbound(echo_reply, 0.0), Transmit)

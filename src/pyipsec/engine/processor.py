@@ -46,6 +46,9 @@ _LARVAL = SaState.LARVAL
 _new_action = tuple.__new__
 _PORTS = frozenset((6, 17, 132, 136))  # TCP, UDP, SCTP, UDP-Lite: ports at 0..3
 _ICMPS = frozenset((1, 58))  # type and code at 0..1
+# Where an IPv4 flow key ends, by protocol: after the ports, the ICMP type and code, or
+# the addresses.
+_END4 = tuple(24 if p in _PORTS else 22 if p in _ICMPS else 20 for p in range(256))
 
 
 def _flow_key(packet: bytes) -> bytes | None:
@@ -59,13 +62,7 @@ def _flow_key(packet: bytes) -> bytes | None:
     if first == 0x45:
         if packet[6] & 0x3F or packet[7]:
             return None  # a fragment: ports only in the first one (RFC 4301 §4.4.1.1)
-        proto = packet[9]
-        if proto in _PORTS:
-            end = 24
-        elif proto in _ICMPS:
-            end = 22
-        else:
-            end = 20
+        end = _END4[packet[9]]
         return packet[9:10] + packet[12:end] if n >= end else None
     if first >> 4 == 6:
         proto = packet[6]
@@ -169,7 +166,12 @@ class Engine:
     # ---------------------------------------------------------------- outbound ----------
     def outbound(self, packet: bytes, now: float) -> Action:
         """Apply the SPD's ``out`` policies to a packet leaving this host (RFC 4301 §5.1)."""
-        key = _flow_key(packet)
+        # _flow_key inlined for the usual packet (IPv4 without options, not a fragment,
+        # long enough for any key): the same bytes; the rest goes through the function.
+        if len(packet) >= 24 and packet[0] == 0x45 and not (packet[6] & 0x3F or packet[7]):
+            key: bytes | None = packet[9:10] + packet[12 : _END4[packet[9]]]
+        else:
+            key = _flow_key(packet)
         if key is not None:
             if (
                 self._flows_spd_gen != self.spd.generation
@@ -188,7 +190,9 @@ class Engine:
                     counters.last_use = now
                 if len(entries) != 1:
                     if not entries:
-                        return self._unprotected(None, packet)
+                        # A bypass or discard policy, or optional templates without SAs:
+                        # the policy says which (a cached discard must stay a discard).
+                        return self._unprotected(policy, packet)
                     return self._send(entries, packet, now)
                 # The common case, flattened: one tunnel-mode SA already in use.
                 entry = entries[0]
@@ -471,7 +475,11 @@ class Engine:
             self.sad.count_limit_hit(entry)
         # The inbound policy check, from the flow cache when this SA carried the flow
         # before and nothing changed since (the full check is _check_decapsulated).
-        key = _flow_key(inner)
+        # _flow_key inlined as in outbound.
+        if len(inner) >= 24 and inner[0] == 0x45 and not (inner[6] & 0x3F or inner[7]):
+            key: bytes | None = inner[9:10] + inner[12 : _END4[inner[9]]]
+        else:
+            key = _flow_key(inner)
         if key is not None:
             if (
                 self._flows_spd_gen != self.spd.generation
