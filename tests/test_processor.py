@@ -420,3 +420,31 @@ def test_flow_cache_keys_tell_fragments_and_icmp_types_apart(pair: tuple[Engine,
         assert isinstance(a.outbound(later, 0.0), Transmit)
         assert a.outbound(echo, 0.0) == Drop(Reason.OUT_POL_BLOCK)
         assert isinstance(a.outbound(echo_reply, 0.0), Transmit)
+
+
+def test_flow_cache_tcp_and_udp_of_one_address_and_port_pair(pair: tuple[Engine, Engine]) -> None:
+    """TCP and UDP packets with the same addresses and ports, alternating: each keeps its
+    own decision however often they take each other's cache slot, both ways."""
+    a, b = pair
+    a.add_policy(
+        Policy(
+            direction="out",
+            selector=Selector(src=HOST_A, dst=HOST_B, proto=6, dport=80),
+            action="discard",
+            priority=1,
+        )
+    )
+    tcp = bytes(IP(src=HOST_A, dst=HOST_B) / TCP(sport=4000, dport=80))
+    udp = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=4000, dport=80))
+    assert tcp[12:24] == udp[12:24]
+    # Inbound at b: both protocols of another port pair, each its own cached decision.
+    tcp81 = bytes(IP(src=HOST_A, dst=HOST_B) / TCP(sport=4000, dport=81))
+    udp81 = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=4000, dport=81))
+    for _ in range(3):
+        assert a.outbound(tcp, 0.0) == Drop(Reason.OUT_POL_BLOCK)
+        assert carry(a, b, udp) == Deliver(udp, 0x1001)
+        assert carry(a, b, tcp81) == Deliver(tcp81, 0x1001)
+        assert carry(a, b, udp81) == Deliver(udp81, 0x1001)
+    assert a.stats[Reason.OUT_POL_BLOCK] == 3
+    assert b.stats["in_packets"] == 9
+    assert b.spd.stats(b.spd.get_by_selector("in", Selector(src=NET_A, dst=NET_B)).index).hits == 9

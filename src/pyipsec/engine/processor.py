@@ -144,16 +144,21 @@ class Engine:
         # (index, flow src, flow dst) (transport); valid for one SAD generation.
         self._out_cache: dict[object, tuple[SadEntry, ...]] = {}
         self._out_cache_gen = -1
-        # Per-flow decisions, keyed by the header bytes the SPD looks at (_flow_key),
-        # valid while neither database changes: outbound (policy, SAs, the policy's
-        # counters) and inbound (SA, policy, drop or None, the policy's counters). The
+        # Per-flow decisions, keyed by the header bytes the SPD looks at, valid while
+        # neither database changes: outbound (policy, SAs, the policy's counters, tag)
+        # and inbound (SA, policy, drop or None, the policy's counters, tag). The
         # counters are the SPD's own objects, held so a hit need not look them up;
         # they stay the live ones until the SPD generation moves, which empties these.
+        # Keys: for the usual IPv4 packet (see outbound) the addresses and ports alone,
+        # one slice, with the protocol as the tag a hit must match (TCP, UDP, SCTP and
+        # UDP-Lite share a key length, so they may take each other's slot: a mismatch
+        # is a miss); else _flow_key's bytes, which hold the protocol, and tag -1.
+        # The two kinds of key never have the same length.
         self._flows_out: dict[
-            bytes, tuple[Policy | None, tuple[SadEntry, ...], PolicyStats | None]
+            bytes, tuple[Policy | None, tuple[SadEntry, ...], PolicyStats | None, int]
         ] = {}
         self._flows_in: dict[
-            bytes, tuple[SadEntry, Policy | None, Drop | None, PolicyStats | None]
+            bytes, tuple[SadEntry, Policy | None, Drop | None, PolicyStats | None, int]
         ] = {}
         self._flows_spd_gen = -1
         self._flows_sad_gen = -1
@@ -166,12 +171,13 @@ class Engine:
     # ---------------------------------------------------------------- outbound ----------
     def outbound(self, packet: bytes, now: float) -> Action:
         """Apply the SPD's ``out`` policies to a packet leaving this host (RFC 4301 §5.1)."""
-        # _flow_key inlined for the usual packet (IPv4 without options, not a fragment,
-        # long enough for any key): the same bytes; the rest goes through the function.
+        # The usual packet (IPv4 without options, not a fragment, long enough for any
+        # key): addresses and ports, tagged with the protocol; the rest: _flow_key.
         if len(packet) >= 24 and packet[0] == 0x45 and not (packet[6] & 0x3F or packet[7]):
-            key: bytes | None = packet[9:10] + packet[12 : _END4[packet[9]]]
+            tag = packet[9]
+            key: bytes | None = packet[12 : _END4[tag]]
         else:
-            key = _flow_key(packet)
+            key, tag = _flow_key(packet), -1
         if key is not None:
             if (
                 self._flows_spd_gen != self.spd.generation
@@ -179,8 +185,8 @@ class Engine:
             ):
                 self._clear_flow_caches()
             hit = self._flows_out.get(key)
-            if hit is not None:
-                policy, entries, counters = hit
+            if hit is not None and hit[3] == tag:
+                policy, entries, counters, _ = hit
                 if policy is None:
                     return self._unprotected(None, packet)
                 n = len(packet)
@@ -225,7 +231,7 @@ class Engine:
                 self._remember(
                     self._flows_out,
                     key,
-                    (policy, (), None if policy is None else self.spd.counters_of(policy)),
+                    (policy, (), None if policy is None else self.spd.counters_of(policy), tag),
                 )
             if policy is not None:
                 self.spd.count(policy, len(packet), now)
@@ -235,7 +241,9 @@ class Engine:
         if isinstance(resolved, Hold | Drop):
             return resolved  # held for an ACQUIRE, or dropped
         if key is not None:
-            self._remember(self._flows_out, key, (policy, resolved, self.spd.counters_of(policy)))
+            self._remember(
+                self._flows_out, key, (policy, resolved, self.spd.counters_of(policy), tag)
+            )
         if not resolved:
             return self._unprotected(None, packet)
         return self._send(resolved, packet, now)
@@ -475,11 +483,12 @@ class Engine:
             self.sad.count_limit_hit(entry)
         # The inbound policy check, from the flow cache when this SA carried the flow
         # before and nothing changed since (the full check is _check_decapsulated).
-        # _flow_key inlined as in outbound.
+        # The flow key as in outbound.
         if len(inner) >= 24 and inner[0] == 0x45 and not (inner[6] & 0x3F or inner[7]):
-            key: bytes | None = inner[9:10] + inner[12 : _END4[inner[9]]]
+            tag = inner[9]
+            key: bytes | None = inner[12 : _END4[tag]]
         else:
-            key = _flow_key(inner)
+            key, tag = _flow_key(inner), -1
         if key is not None:
             if (
                 self._flows_spd_gen != self.spd.generation
@@ -487,7 +496,7 @@ class Engine:
             ):
                 self._clear_flow_caches()
             hit = self._flows_in.get(key)
-            if hit is not None and hit[0] is entry and hit[2] is None:
+            if hit is not None and hit[0] is entry and hit[2] is None and hit[4] == tag:
                 n = len(inner)
                 counters = hit[3]
                 if counters is not None:  # spd.count, inlined
@@ -498,17 +507,18 @@ class Engine:
                 stats.in_packets += 1
                 stats.in_bytes += n
                 return _new_action(Deliver, (inner, spi))
-        return self._check_decapsulated(entry, inner, now, key)
+        return self._check_decapsulated(entry, inner, now, key, tag)
 
     def _check_decapsulated(
-        self, entry: SadEntry, inner: bytes, now: float, key: bytes | None
+        self, entry: SadEntry, inner: bytes, now: float, key: bytes | None, tag: int
     ) -> Action:
         """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
-        template this SA satisfies. ``key``: the inner packet's ``_flow_key``."""
+        template this SA satisfies. ``key``, ``tag``: the inner packet's flow key (see
+        ``_flows_in``)."""
         if key is not None:
             self._check_flow_caches()
             hit = self._flows_in.get(key)
-            if hit is not None and hit[0] is entry:
+            if hit is not None and hit[0] is entry and hit[4] == tag:
                 verdict, counters = hit[2], hit[3]
                 if verdict is not None:
                     self.stats[verdict.reason] += 1
@@ -532,7 +542,7 @@ class Engine:
         verdict = self._inbound_verdict(entry, policy)
         if key is not None:
             counters = None if policy is None else self.spd.counters_of(policy)
-            self._remember(self._flows_in, key, (entry, policy, verdict, counters))
+            self._remember(self._flows_in, key, (entry, policy, verdict, counters, tag))
         if verdict is not None:
             self.stats[verdict.reason] += 1
             return verdict
