@@ -448,3 +448,19 @@ def test_flow_cache_tcp_and_udp_of_one_address_and_port_pair(pair: tuple[Engine,
     assert a.stats[Reason.OUT_POL_BLOCK] == 3
     assert b.stats["in_packets"] == 9
     assert b.spd.stats(b.spd.get_by_selector("in", Selector(src=NET_A, dst=NET_B)).index).hits == 9
+
+
+def test_flow_caches_follow_changes_made_on_the_databases_directly(
+    pair: tuple[Engine, Engine],
+) -> None:
+    """The SAD and SPD share one change counter with the engine: a change made on either
+    database object itself (not through the engine) still invalidates cached decisions."""
+    a, b = pair
+    packet = bytes(IP(src=HOST_A, dst=HOST_B) / UDP(sport=1, dport=2))
+    for _ in range(2):
+        assert carry(a, b, packet) == Deliver(packet, 0x1001)
+    index = b.spd.get_by_selector("in", Selector(src=NET_A, dst=NET_B)).index
+    b.spd.delete(index)
+    assert carry(a, b, packet) == Drop(Reason.IN_NO_POLS)
+    a.sad.delete(GW_B, 0x1001)
+    assert isinstance(a.outbound(packet, 0.0), Hold)

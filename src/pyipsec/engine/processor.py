@@ -25,7 +25,7 @@ from pyipsec.engine.actions import Action, Bypass, Deliver, Drop, Hold, Transmit
 from pyipsec.engine.events import Acquire, Event, EventQueue, IPAddress, PolicyAdded, PolicyDeleted
 from pyipsec.engine.sad import SadEntry, SASpec, SaState, SecurityAssociationDatabase
 from pyipsec.engine.spd import Policy, PolicyStats, SecurityPolicyDatabase, Selector, Template
-from pyipsec.engine.stats import EngineStats
+from pyipsec.engine.stats import ChangeEpoch, EngineStats
 from pyipsec.errors import PacketDropped, ParseError, Reason, SequenceExhausted
 from pyipsec.wire.ip import IPv4Header, IPv6Header, build_ipv4, build_ipv6, extract_flow, walk_ipv6
 
@@ -130,9 +130,11 @@ class Engine:
 
     def __init__(self, local_addresses: Iterable[str | IPAddress] = ()) -> None:
         self.events = EventQueue()
-        self.sad = SecurityAssociationDatabase(self.events)
+        # One change counter for both databases: the flow caches check it per packet.
+        self._epoch = ChangeEpoch()
+        self.sad = SecurityAssociationDatabase(self.events, self._epoch)
         self._sa_by_id = self.sad.lookup_table  # sad.lookup without the call
-        self.spd = SecurityPolicyDatabase()
+        self.spd = SecurityPolicyDatabase(epoch=self._epoch)
         self.stats = EngineStats()
         self.local_addresses: set[bytes] = set()
         self.set_local_addresses(local_addresses)
@@ -160,13 +162,12 @@ class Engine:
         self._flows_in: dict[
             bytes, tuple[SadEntry, Policy | None, Drop | None, PolicyStats | None, int]
         ] = {}
-        self._flows_spd_gen = -1
-        self._flows_sad_gen = -1
+        self._flows_epoch = -1
 
     def set_local_addresses(self, addresses: Iterable[str | IPAddress]) -> None:
         """Which inner destinations are this host's (checked against ``in``, others ``fwd``)."""
         self.local_addresses = {ipaddress.ip_address(a).packed for a in addresses}
-        self._flows_spd_gen = -1  # in or fwd may now be decided differently
+        self._flows_epoch = -1  # in or fwd may now be decided differently
 
     # ---------------------------------------------------------------- outbound ----------
     def outbound(self, packet: bytes, now: float) -> Action:
@@ -179,10 +180,7 @@ class Engine:
         else:
             key, tag = _flow_key(packet), -1
         if key is not None:
-            if (
-                self._flows_spd_gen != self.spd.generation
-                or self._flows_sad_gen != self.sad.generation
-            ):
+            if self._flows_epoch != self._epoch.value:
                 self._clear_flow_caches()
             hit = self._flows_out.get(key)
             if hit is not None and hit[3] == tag:
@@ -301,14 +299,13 @@ class Engine:
 
     def _check_flow_caches(self) -> None:
         """Flow decisions hold while neither database changed (the hot paths inline this)."""
-        if self._flows_spd_gen != self.spd.generation or self._flows_sad_gen != self.sad.generation:
+        if self._flows_epoch != self._epoch.value:
             self._clear_flow_caches()
 
     def _clear_flow_caches(self) -> None:
         self._flows_out.clear()
         self._flows_in.clear()
-        self._flows_spd_gen = self.spd.generation
-        self._flows_sad_gen = self.sad.generation
+        self._flows_epoch = self._epoch.value
 
     @staticmethod
     def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
@@ -490,10 +487,7 @@ class Engine:
         else:
             key, tag = _flow_key(inner), -1
         if key is not None:
-            if (
-                self._flows_spd_gen != self.spd.generation
-                or self._flows_sad_gen != self.sad.generation
-            ):
+            if self._flows_epoch != self._epoch.value:
                 self._clear_flow_caches()
             hit = self._flows_in.get(key)
             if hit is not None and hit[0] is entry and hit[2] is None and hit[4] == tag:

@@ -25,6 +25,7 @@ from enum import StrEnum
 from pyipsec.engine.events import EventQueue, Expire, IPAddress, SaAdded, SaDeleted, SaId
 from pyipsec.engine.lifetime import Lifetime
 from pyipsec.engine.sa import Mode, SecurityAssociation
+from pyipsec.engine.stats import ChangeEpoch
 from pyipsec.errors import ConfigError, KeyApiError
 
 LARVAL_LIFETIME = 30.0  # seconds a GETSPI reservation lives (the kernel's XFRM_ACQ_EXPIRES)
@@ -245,8 +246,10 @@ _OutKey = tuple[bytes, bytes, str, str]  # (src, dst, proto, mode)
 class SecurityAssociationDatabase:
     """The SAD. Mutations emit events into the shared ``EventQueue``."""
 
-    def __init__(self, events: EventQueue | None = None) -> None:
+    def __init__(self, events: EventQueue | None = None, epoch: ChangeEpoch | None = None) -> None:
         self.events = events if events is not None else EventQueue()
+        # Bumped with ``generation``; may be shared with an SPD (see ChangeEpoch).
+        self.epoch = epoch if epoch is not None else ChangeEpoch()
         self._by_id: dict[tuple[bytes, int, str], SadEntry] = {}
         self._by_template: dict[_OutKey, list[SadEntry]] = {}
         # (when, tie-break, entry, entry.timer_gen when armed, cause, hard)
@@ -362,6 +365,7 @@ class SecurityAssociationDatabase:
             entry.timer_gen += 1  # the old lifetimes' deadlines no longer apply
             self._arm_time_limits(entry)
         self.generation += 1
+        self.epoch.value += 1
         self.events.put(SaAdded(entry.id, update=True))
         return entry
 
@@ -461,6 +465,7 @@ class SecurityAssociationDatabase:
         self._by_template.setdefault(key, []).append(entry)
         self._arm_time_limits(entry)
         self.generation += 1
+        self.epoch.value += 1
 
     def _arm_time_limits(self, entry: SadEntry) -> None:
         spec = entry.spec
@@ -485,6 +490,7 @@ class SecurityAssociationDatabase:
         entry.state = SaState.DYING
         entry._set_count_limits()
         self.generation += 1
+        self.epoch.value += 1
 
     def _remove(self, entry: SadEntry, reason: str) -> None:
         self._by_id.pop((entry.dst_packed, entry.spi, entry.proto), None)
@@ -496,6 +502,7 @@ class SecurityAssociationDatabase:
                 del self._by_template[key]
         entry.state = SaState.DEAD
         self.generation += 1
+        self.epoch.value += 1
         self.events.put(SaDeleted(entry.id, reason))
 
 

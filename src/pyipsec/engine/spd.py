@@ -52,6 +52,7 @@ from ipaddress import (
 from typing import Final
 
 from pyipsec.engine.spd_index import IndexEntry, TupleSpaceTable
+from pyipsec.engine.stats import ChangeEpoch
 from pyipsec.errors import ConfigError, KeyApiError, ParseError
 
 __all__ = [
@@ -355,9 +356,11 @@ _MISS: Final = object()
 class SecurityPolicyDatabase:
     """All policies of the three directions, both address families."""
 
-    def __init__(self, cache_size: int = 4096) -> None:
+    def __init__(self, cache_size: int = 4096, epoch: ChangeEpoch | None = None) -> None:
         if not _is_int(cache_size) or cache_size < 0:
             raise ConfigError("cache_size: expected an int >= 0")
+        # Bumped with ``generation``; may be shared with a SAD (see ChangeEpoch).
+        self.epoch = epoch if epoch is not None else ChangeEpoch()
         # Bumped by every change: a decision taken at an older value is stale. A plain
         # attribute rather than a property: the processor reads it for every packet.
         self.generation = 0
@@ -605,4 +608,5 @@ class SecurityPolicyDatabase:
 
     def _changed(self) -> None:
         self.generation += 1
+        self.epoch.value += 1
         self._cache.clear()

@@ -60,6 +60,16 @@ OWN_COUNTERS: tuple[str, ...] = (
 )
 
 
+class ChangeEpoch:
+    """A change counter that several databases bump (the engine's SAD and SPD), so a
+    cache of decisions that depends on all of them checks one number per packet."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 # Counted for every packet that goes through: kept as plain attributes of the slotted
 # EngineStats (an attribute update costs about a third of a dict item update).
 HOT_COUNTERS: frozenset[str] = frozenset(("in_packets", "in_bytes", "out_packets", "out_bytes"))
