@@ -147,15 +147,15 @@ class Engine:
         self._out_cache: dict[object, tuple[SadEntry, ...]] = {}
         self._out_cache_gen = -1
         # Per-flow decisions, keyed by the header bytes the SPD looks at, valid while
-        # neither database changes: outbound (policy, SAs, the policy's counters, tag)
-        # and inbound (SA, policy, drop or None, the policy's counters, tag). The
-        # counters are the SPD's own objects, held so a hit need not look them up;
+        # neither database changes: outbound (policy, SAs, the policy's counters, proto
+        # mark) and inbound (SA, policy, drop or None, the policy's counters, proto mark).
+        # The counters are the SPD's own objects, held so a hit need not look them up;
         # they stay the live ones until the SPD generation moves, which empties these.
         # Keys: for the usual IPv4 packet (see outbound) the addresses and ports alone,
-        # one slice, with the protocol as the tag a hit must match (TCP, UDP, SCTP and
-        # UDP-Lite share a key length, so they may take each other's slot: a mismatch
-        # is a miss); else _flow_key's bytes, which hold the protocol, and tag -1.
-        # The two kinds of key never have the same length.
+        # one slice, with the protocol number as a mark a hit must match (TCP, UDP, SCTP
+        # and UDP-Lite share a key length, so they may take each other's slot: a
+        # mismatch is a miss); else _flow_key's bytes, which hold the protocol, and
+        # mark -1. The two kinds of key never have the same length.
         self._flows_out: dict[
             bytes, tuple[Policy | None, tuple[SadEntry, ...], PolicyStats | None, int]
         ] = {}
@@ -175,15 +175,15 @@ class Engine:
         # The usual packet (IPv4 without options, not a fragment, long enough for any
         # key): addresses and ports, tagged with the protocol; the rest: _flow_key.
         if len(packet) >= 24 and packet[0] == 0x45 and not (packet[6] & 0x3F or packet[7]):
-            tag = packet[9]
-            key: bytes | None = packet[12 : _END4[tag]]
+            proto_mark = packet[9]
+            key: bytes | None = packet[12 : _END4[proto_mark]]
         else:
-            key, tag = _flow_key(packet), -1
+            key, proto_mark = _flow_key(packet), -1
         if key is not None:
             if self._flows_epoch != self._epoch.value:
                 self._clear_flow_caches()
             hit = self._flows_out.get(key)
-            if hit is not None and hit[3] == tag:
+            if hit is not None and hit[3] == proto_mark:
                 policy, entries, counters, _ = hit
                 if policy is None:
                     return self._unprotected(None, packet)
@@ -229,7 +229,12 @@ class Engine:
                 self._remember(
                     self._flows_out,
                     key,
-                    (policy, (), None if policy is None else self.spd.counters_of(policy), tag),
+                    (
+                        policy,
+                        (),
+                        None if policy is None else self.spd.counters_of(policy),
+                        proto_mark,
+                    ),
                 )
             if policy is not None:
                 self.spd.count(policy, len(packet), now)
@@ -240,7 +245,7 @@ class Engine:
             return resolved  # held for an ACQUIRE, or dropped
         if key is not None:
             self._remember(
-                self._flows_out, key, (policy, resolved, self.spd.counters_of(policy), tag)
+                self._flows_out, key, (policy, resolved, self.spd.counters_of(policy), proto_mark)
             )
         if not resolved:
             return self._unprotected(None, packet)
@@ -482,15 +487,15 @@ class Engine:
         # before and nothing changed since (the full check is _check_decapsulated).
         # The flow key as in outbound.
         if len(inner) >= 24 and inner[0] == 0x45 and not (inner[6] & 0x3F or inner[7]):
-            tag = inner[9]
-            key: bytes | None = inner[12 : _END4[tag]]
+            proto_mark = inner[9]
+            key: bytes | None = inner[12 : _END4[proto_mark]]
         else:
-            key, tag = _flow_key(inner), -1
+            key, proto_mark = _flow_key(inner), -1
         if key is not None:
             if self._flows_epoch != self._epoch.value:
                 self._clear_flow_caches()
             hit = self._flows_in.get(key)
-            if hit is not None and hit[0] is entry and hit[2] is None and hit[4] == tag:
+            if hit is not None and hit[0] is entry and hit[2] is None and hit[4] == proto_mark:
                 n = len(inner)
                 counters = hit[3]
                 if counters is not None:  # spd.count, inlined
@@ -501,18 +506,18 @@ class Engine:
                 stats.in_packets += 1
                 stats.in_bytes += n
                 return _new_action(Deliver, (inner, spi))
-        return self._check_decapsulated(entry, inner, now, key, tag)
+        return self._check_decapsulated(entry, inner, now, key, proto_mark)
 
     def _check_decapsulated(
-        self, entry: SadEntry, inner: bytes, now: float, key: bytes | None, tag: int
+        self, entry: SadEntry, inner: bytes, now: float, key: bytes | None, proto_mark: int
     ) -> Action:
         """RFC 4301 §5.2 step 4: the inner packet must match an inbound policy whose
-        template this SA satisfies. ``key``, ``tag``: the inner packet's flow key (see
+        template this SA satisfies. ``key``, ``proto_mark``: the inner packet's flow key (see
         ``_flows_in``)."""
         if key is not None:
             self._check_flow_caches()
             hit = self._flows_in.get(key)
-            if hit is not None and hit[0] is entry and hit[4] == tag:
+            if hit is not None and hit[0] is entry and hit[4] == proto_mark:
                 verdict, counters = hit[2], hit[3]
                 if verdict is not None:
                     self.stats[verdict.reason] += 1
@@ -536,7 +541,7 @@ class Engine:
         verdict = self._inbound_verdict(entry, policy)
         if key is not None:
             counters = None if policy is None else self.spd.counters_of(policy)
-            self._remember(self._flows_in, key, (entry, policy, verdict, counters, tag))
+            self._remember(self._flows_in, key, (entry, policy, verdict, counters, proto_mark))
         if verdict is not None:
             self.stats[verdict.reason] += 1
             return verdict
