@@ -133,6 +133,22 @@ def _u32(text: str, what: str) -> int:
     return value
 
 
+def _proto(w: Words, prefix: str = "") -> int:
+    """An XFRM-PROTO word (esp, ah, comp) as its protocol number."""
+    name = w.take("XFRM-PROTO")
+    if name not in XFRM_PROTOS:
+        raise ConfigError(f"{prefix}XFRM-PROTO {name!r} is not esp, ah or comp")
+    return XFRM_PROTOS[name]
+
+
+def _mode(w: Words, prefix: str = "") -> int:
+    """A MODE word (transport, tunnel, ...) as the kernel's mode number."""
+    mode = w.take("MODE")
+    if mode not in MODES:
+        raise ConfigError(f"{prefix}MODE {mode!r} is invalid")
+    return MODES[mode]
+
+
 def _key(text: str) -> bytes:
     # ip xfrm: a key is 0x-hex, or else the string's own bytes.
     if text.startswith(("0x", "0X")):
@@ -196,19 +212,13 @@ def parse_state(words: list[str]) -> XfrmMessage:
             else:
                 info.id.daddr = raw
         elif word == "proto":
-            name = w.take("XFRM-PROTO")
-            if name not in XFRM_PROTOS:
-                raise ConfigError(f"XFRM-PROTO {name!r} is not esp, ah or comp")
-            info.id.proto = XFRM_PROTOS[name]
+            info.id.proto = _proto(w)
         elif word == "spi":
             info.id.spi = _u32(w.take("SPI"), "spi")
         elif word == "reqid":
             info.reqid = _u32(w.take("REQID"), "reqid")
         elif word == "mode":
-            mode = w.take("MODE")
-            if mode not in MODES:
-                raise ConfigError(f"MODE {mode!r} is invalid")
-            info.mode = MODES[mode]
+            info.mode = _mode(w)
         elif word == "replay-window":
             window = _u32(w.take("replay-window"), "replay-window")
         elif word == "flag":
@@ -273,10 +283,7 @@ def parse_sa_id(words: list[str]) -> UsersaId:
             if word == "dst":
                 sa_id.daddr = raw
         elif word == "proto":
-            name = w.take("XFRM-PROTO")
-            if name not in XFRM_PROTOS:
-                raise ConfigError(f"XFRM-PROTO {name!r} is not esp, ah or comp")
-            sa_id.proto = XFRM_PROTOS[name]
+            sa_id.proto = _proto(w)
         elif word == "spi":
             sa_id.spi = _u32(w.take("SPI"), "spi")
         else:
@@ -297,19 +304,13 @@ def _parse_tmpl(w: Words, tmpl: UserTmpl) -> None:
             else:
                 tmpl.id.daddr = raw
         elif word == "proto":
-            name = w.take("XFRM-PROTO")
-            if name not in XFRM_PROTOS:
-                raise ConfigError(f"tmpl XFRM-PROTO {name!r} is not esp, ah or comp")
-            tmpl.id.proto = XFRM_PROTOS[name]
+            tmpl.id.proto = _proto(w, "tmpl ")
         elif word == "spi":
             tmpl.id.spi = _u32(w.take("SPI"), "tmpl spi")
         elif word == "reqid":
             tmpl.reqid = _u32(w.take("REQID"), "tmpl reqid")
         elif word == "mode":
-            mode = w.take("MODE")
-            if mode not in MODES:
-                raise ConfigError(f"tmpl MODE {mode!r} is invalid")
-            tmpl.mode = MODES[mode]
+            tmpl.mode = _mode(w, "tmpl ")
         else:
             level = w.take("LEVEL")
             if level not in ("use", "required"):
@@ -549,10 +550,7 @@ def _flush_body(words: list[str]) -> UsersaFlush:
         word = w.take("argument")
         if word != "proto":
             raise ConfigError(f"unknown argument {word!r}")
-        name = w.take("XFRM-PROTO")
-        if name not in XFRM_PROTOS:
-            raise ConfigError(f"XFRM-PROTO {name!r} is not esp, ah or comp")
-        proto = XFRM_PROTOS[name]
+        proto = _proto(w)
     return UsersaFlush(proto)
 
 
